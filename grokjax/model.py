@@ -1,0 +1,151 @@
+"""The paper's transformer (SPEC §1.2–1.3) in flax.linen, parameters named as in the paper.
+
+Parameter shapes follow the authors' PyTorch state dict, so their weights load as they are:
+W_E (d_model, d_vocab), W_pos (n_ctx, d_model), per block W_Q/W_K/W_V (heads, d_head, d_model),
+W_O (d_model, heads·d_head), W_in (d_mlp, d_model), b_in, W_out (d_model, d_mlp), b_out, and
+W_U (d_model, d_vocab_out). No LayerNorm; biases only in the MLP.
+
+`Transformer` is the plain, readable model (all positions; activations sown into
+'intermediates'). `last_logits` is what training calls: for a one-layer model it computes only
+the last position's logits from per-(position, token) tables — exact algebra, tested equal to
+the plain model — and otherwise falls back to the plain model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from grokjax.config import ModelConfig
+
+Params = dict[str, Any]
+MASK_VALUE = 1e10  # the authors subtract 1e10 from future positions' scores (SPEC §7.15)
+
+
+def _normal(scale: float):
+  def init(key, shape, dtype=jnp.float32):
+    return scale * jax.random.normal(key, shape, dtype)
+  return init
+
+
+def _act(name: str):
+  return {"relu": jax.nn.relu, "gelu": jax.nn.gelu}[name]
+
+
+class Block(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+    c = self.cfg
+    s = c.d_model ** -0.5
+    H, E, D = c.num_heads, c.d_head, c.d_model
+    W_Q = self.param("W_Q", _normal(s), (H, E, D))
+    W_K = self.param("W_K", _normal(s), (H, E, D))
+    W_V = self.param("W_V", _normal(s), (H, E, D))
+    W_O = self.param("W_O", _normal(s), (D, H * E))
+    q = jnp.einsum("hed,bqd->bhqe", W_Q, x_BxLxD)
+    k = jnp.einsum("hed,bkd->bhke", W_K, x_BxLxD)
+    v = jnp.einsum("hed,bkd->bhke", W_V, x_BxLxD)
+    L = x_BxLxD.shape[1]
+    causal = jnp.tril(jnp.ones((L, L), dtype=bool))
+    scores = jnp.where(causal, jnp.einsum("bhqe,bhke->bhqk", q, k), -MASK_VALUE)
+    pattern_BxHxQxK = jax.nn.softmax(scores / jnp.sqrt(jnp.float32(E)), axis=-1)
+    self.sow("intermediates", "attn_pattern", pattern_BxHxQxK)
+    z = jnp.einsum("bhqk,bhke->bqhe", pattern_BxHxQxK, v).reshape(*x_BxLxD.shape[:2], H * E)
+    x = x_BxLxD + jnp.einsum("df,bqf->bqd", W_O, z)
+    if not c.use_mlp:
+      return x
+    W_in = self.param("W_in", _normal(s), (c.d_mlp, D))
+    b_in = self.param("b_in", nn.initializers.zeros, (c.d_mlp,), jnp.float32)
+    W_out = self.param("W_out", _normal(s), (D, c.d_mlp))  # 1/sqrt(d_model), as the authors
+    b_out = self.param("b_out", nn.initializers.zeros, (D,), jnp.float32)
+    post = _act(c.act)(jnp.einsum("md,bqd->bqm", W_in, x) + b_in)
+    post = _dropout(post, c.dropout, dropout_key)
+    self.sow("intermediates", "mlp_post", post)
+    return x + jnp.einsum("dm,bqm->bqd", W_out, post) + b_out
+
+
+class Transformer(nn.Module):
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, tokens_BxL: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+    c = self.cfg
+    W_E = self.param("W_E", _normal(c.d_model ** -0.5), (c.d_model, c.d_vocab))
+    W_pos = self.param("W_pos", _normal(c.d_model ** -0.5), (c.n_ctx, c.d_model))
+    x = W_E.T[tokens_BxL] + W_pos[: tokens_BxL.shape[1]]
+    for i in range(c.num_layers):
+      key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+      x = Block(c, name=f"blocks_{i}")(x, key)
+      self.sow("intermediates", f"resid_post_{i}", x)
+    W_U = self.param("W_U", _normal(c.d_vocab ** -0.5), (c.d_model, c.d_vocab_out))
+    return x @ W_U
+
+
+def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout; identity when rate is 0 or no key is given (evaluation)."""
+  if rate == 0.0 or key is None:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
+  tokens = jnp.zeros((1, cfg.n_ctx), jnp.int32)
+  return Transformer(cfg).init(key, tokens)["params"]
+
+
+def apply(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
+          dropout_key: jax.Array | None = None) -> jax.Array:
+  """Logits (B, L, d_vocab_out) at every position (the plain model)."""
+  return Transformer(cfg).apply({"params": params}, tokens_BxL, dropout_key)
+
+
+def apply_with_cache(cfg: ModelConfig, params: Params,
+                     tokens_BxL: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+  """Logits and the sown activations ('blocks_i': attn_pattern, mlp_post; resid_post_i)."""
+  logits, state = Transformer(cfg).apply({"params": params}, tokens_BxL,
+                                         mutable=["intermediates"])
+  cache = jax.tree.map(lambda t: t[0], state["intermediates"],
+                       is_leaf=lambda t: isinstance(t, tuple))
+  return logits, cache
+
+
+def last_logits(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
+                dropout_key: jax.Array | None = None) -> jax.Array:
+  """Logits (B, d_vocab_out) at the last position: the only ones the modular tasks' loss reads."""
+  if cfg.num_layers != 1 or not cfg.use_mlp:
+    return apply(cfg, params, tokens_BxL, dropout_key)[:, -1]
+  return _last_logits_one_layer(cfg, params, tokens_BxL, dropout_key)
+
+
+def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
+                           dropout_key: jax.Array | None) -> jax.Array:
+  """One-layer last-position logits from per-(position, token) tables.
+
+  In a one-layer model the residual stream entering attention at position j depends only on
+  (j, token_j), so queries, keys and each head's OV output are small (L, V, ...) tables shared by
+  the whole batch; only the attention mixing, the MLP and the unembedding are per example.
+  """
+  blk = params["blocks_0"]
+  H, E = cfg.num_heads, cfg.d_head
+  L = tokens_BxL.shape[1]
+  x0_LxVxD = params["W_E"].T[None] + params["W_pos"][:L, None]
+  k_LxVxHxE = jnp.einsum("lvd,hed->lvhe", x0_LxVxD, blk["W_K"])
+  q_VxHxE = jnp.einsum("vd,hed->vhe", x0_LxVxD[-1], blk["W_Q"])
+  W_O_HxExD = blk["W_O"].T.reshape(H, E, cfg.d_model)
+  ov_LxVxHxD = jnp.einsum("lvd,hed,hef->lvhf", x0_LxVxD, blk["W_V"], W_O_HxExD)
+  pos = jnp.arange(L)
+  k_BxLxHxE = k_LxVxHxE[pos, tokens_BxL]
+  q_BxHxE = q_VxHxE[tokens_BxL[:, -1]]
+  scores_BxLxH = jnp.einsum("blhe,bhe->blh", k_BxLxHxE, q_BxHxE) / jnp.sqrt(jnp.float32(E))
+  pattern_BxLxH = jax.nn.softmax(scores_BxLxH, axis=1)  # last query sees every position
+  attn_BxD = jnp.einsum("blh,blhd->bd", pattern_BxLxH, ov_LxVxHxD[pos, tokens_BxL])
+  resid_BxD = x0_LxVxD[-1][tokens_BxL[:, -1]] + attn_BxD
+  post_BxM = _act(cfg.act)(resid_BxD @ blk["W_in"].T + blk["b_in"])
+  post_BxM = _dropout(post_BxM, cfg.dropout, dropout_key)
+  resid_BxD = resid_BxD + post_BxM @ blk["W_out"].T + blk["b_out"]
+  return resid_BxD @ params["W_U"]
