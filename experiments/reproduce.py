@@ -1,0 +1,81 @@
+"""Sweep → analyze → plot → report, in one command; rerunning reuses the finished steps.
+
+  python -m experiments.reproduce --workdir=DIR [--flagfile=phase_diagram.flags]
+
+Takes every flag of `experiments.sweep` (a bare flagfile name is looked up in experiments/flags/).
+Steps: (1) train or resume the sweep (a finished sweep is detected and left alone); (2) analyse the
+checkpoints (skipped when the analysis files are newer than the sweep's metrics); (3) draw the
+figures and (4) write DIR/report.md (both cheap, always redone so the report matches the files).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+from experiments import sweep as sweep_cli
+
+flags.DEFINE_bool("skip_sweep", False, "Do not train: analyse / plot what the workdir holds.")
+flags.DEFINE_bool("skip_analysis", False, "Do not run the analysis step.")
+FLAGS = flags.FLAGS
+
+
+def _say(msg: str) -> None:
+  print(f"[reproduce] {msg}", file=sys.stderr, flush=True)
+
+
+def _mtime(path: str) -> float:
+  return os.path.getmtime(path) if os.path.exists(path) else 0.0
+
+
+def analysis_is_current(workdir: str) -> bool:
+  """True when analysis/summary.csv exists and is newer than metrics.jsonl."""
+  summary = os.path.join(workdir, "analysis", "summary.csv")
+  return _mtime(summary) > 0 and _mtime(summary) >= _mtime(os.path.join(workdir, "metrics.jsonl"))
+
+
+def run_analysis(workdir: str) -> str:
+  """Calls the analysis library on the workdir; returns a status word."""
+  if analysis_is_current(workdir):
+    return "up to date"
+  try:
+    from grokjax import analysis
+  except ImportError as e:
+    _say(f"analysis library not available ({e}); figures needing analysis/ are skipped")
+    return "unavailable"
+  analysis.analyze_workdir(workdir)
+  return "done"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from grokjax.config import ConfigError
+  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
+  workdir = FLAGS.workdir
+  if not workdir:
+    raise ConfigError("--workdir: required (the directory to write or resume)")
+  t0 = time.time()
+  if FLAGS.skip_sweep:
+    _say("1/4 sweep: skipped (--skip_sweep)")
+  else:
+    cfg = sweep_cli.config_from_flags()
+    from grokjax import sweep
+    _say(f"1/4 sweep: {cfg.sweep.num_runs} runs × {cfg.train.num_epochs} epochs, p={cfg.p}")
+    _say(f"1/4 sweep: {sweep.run_sweep(cfg, workdir)} ({time.time() - t0:.0f}s)")
+  if FLAGS.skip_analysis:
+    _say("2/4 analysis: skipped (--skip_analysis)")
+  else:
+    _say(f"2/4 analysis: {run_analysis(workdir)} ({time.time() - t0:.0f}s)")
+  from grokjax import report
+  manifest = report.render_figures(workdir, echo=lambda s: _say("3/4 plot: " + s))
+  path = report.write_report(workdir, manifest)
+  n = sum("file" in e for e in manifest)
+  _say(f"4/4 report: {path} ({n} figures, {len(manifest) - n} skipped; {time.time() - t0:.0f}s)")
+  return 0
+
+
+if __name__ == "__main__":
+  sweep_cli.run(main)
