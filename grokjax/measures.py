@@ -1,0 +1,458 @@
+"""Progress measures and mechanistic evidence (SPEC §3), as pure functions of parameters.
+
+Everything works on the p² inputs [a, b, =] (a-major grid) and the 113-way logits (the `=`
+class dropped). A split is `labels` (p²,) int plus `train` (p²,) bool (test = ~train). Key
+frequencies come in two forms:
+  * a 0/1 mask `key_K` over k = 1…K (K = (p−1)/2): any key set in one static shape, so the
+    functions vmap over checkpoints whose key sets differ (per-checkpoint detection);
+  * an int array `key_idx` of the key frequencies themselves: the training-dynamics path, where a
+    run's key set is fixed from its final checkpoint (as the paper does) and only those
+    frequencies' directions are touched.
+Every function here jits and vmaps; none loops in Python over neurons, frequencies or checkpoints.
+
+Losses: per-example cross-entropy with a log1p form, ℓ = (max − x_y) + log1p(Σ_{i≠argmax}
+exp(x_i − max)), then float64 means. It is exact to the rounding of the logits even at ℓ ~ 1e-9
+(where a naive float32 log-softmax returns 0: the slingshot cause of SPEC §7.1), so the curves
+run it on float32 logits (≈ 10× faster than float64 exp on CPU; relative error ~1e-6 against
+a float64 log-softmax, tested); the final evidence casts the logits to float64 first, except
+for the 56-frequency ablation sweep.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import fourier
+
+Params = dict[str, Any]
+F64 = jnp.float64
+CLUSTER_FVE = 0.85          # neuron-cluster threshold (SPEC §3.4 rule 1, §3.10)
+KEY_FRAC = 0.25             # W_L rule: per-frequency norm > KEY_FRAC · max (SPEC §3.4 rule 2)
+
+
+# ----------------------------------------------------------------------------- model pieces
+
+def vocab_size(params: Params) -> int:
+  """p, read from W_E (d_model, p + 1)."""
+  return params["W_E"].shape[1] - 1
+
+
+def _last_block(params: Params) -> Params:
+  n = sum(1 for k in params if k.startswith("blocks_"))
+  return params[f"blocks_{n - 1}"]
+
+
+def W_L(params: Params) -> jnp.ndarray:
+  """Neuron-logit map W_L = W_U[:, :p]ᵀ W_out (p, d_mlp), logit axis first (SPEC §3.2)."""
+  p = vocab_size(params)
+  return params["W_U"][:, :p].T @ _last_block(params)["W_out"]
+
+
+def forward(params: Params, act: str = "relu", dtype=jnp.float32) -> dict[str, jnp.ndarray]:
+  """Last-position quantities on the p² grid: logits (p², p), mlp_post (p², d_mlp), mlp_logits
+  = mlp_post·W_Lᵀ (p², p) (the neurons' part of the logits), pattern (p², H, 3) (attention of
+  the `=` query to positions 0, 1, 2).
+
+  One-layer models use exact per-token tables: the residual entering attention depends only on
+  (position, token) and the query is always `=`, so scores, OV outputs, their images under W_in
+  and W_U are small tables; the per-input work is the attention mix, the ReLU and post·W_Lᵀ
+  (tested equal to `model.apply`). Deeper models fall back to the plain model.
+  """
+  params = jax.tree.map(lambda t: jnp.asarray(t, dtype), params)
+  if sum(1 for k in params if k.startswith("blocks_")) != 1:
+    return _forward_plain(params, act)
+  p, blk = vocab_size(params), params["blocks_0"]
+  H, E, D = blk["W_Q"].shape
+  W_E, W_pos, W_U = params["W_E"], params["W_pos"], params["W_U"][:, :p]
+  x_a = W_E[:, :p].T + W_pos[0]                    # (p, D) token a at position 0
+  x_b = W_E[:, :p].T + W_pos[1]                    # (p, D) token b at position 1
+  x_e = W_E[:, p] + W_pos[2]                       # (D,) '=' at position 2
+  q_HxE = jnp.einsum("hed,d->he", blk["W_Q"], x_e)
+  scale = jnp.sqrt(jnp.asarray(E, dtype))
+  s_a = jnp.einsum("hed,td,he->th", blk["W_K"], x_a, q_HxE) / scale    # (p, H)
+  s_b = jnp.einsum("hed,td,he->th", blk["W_K"], x_b, q_HxE) / scale    # (p, H)
+  s_e = jnp.einsum("hed,d,he->h", blk["W_K"], x_e, q_HxE) / scale      # (H,)
+  scores = jnp.stack([jnp.broadcast_to(s_a[:, None], (p, p, H)),
+                      jnp.broadcast_to(s_b[None, :], (p, p, H)),
+                      jnp.broadcast_to(s_e, (p, p, H))], axis=-1)
+  A_PxPxHx3 = jax.nn.softmax(scores, axis=-1)
+  W_O = blk["W_O"].T.reshape(H, E, D)
+  ov_a, ov_b, ov_e = (jnp.einsum("td,hed,hef->thf", x, blk["W_V"], W_O)
+                      for x in (x_a, x_b, x_e[None]))                    # (p|1, H, D)
+
+  def mix(W_DxN, base_N):
+    """base + Σ_h Σ_j A[a,b,h,j]·(ov_j W)[token_j, h]: the attention output pushed through W.
+    The head sum is unrolled into one elementwise fusion (4 heads; faster than a K=4 GEMM)."""
+    t_a, t_b, t_e = ov_a @ W_DxN, ov_b @ W_DxN, ov_e[0] @ W_DxN
+    x = base_N
+    for h in range(H):
+      x = (x + A_PxPxHx3[:, :, h, 0, None] * t_a[:, None, h]
+           + A_PxPxHx3[:, :, h, 1, None] * t_b[None, :, h] + A_PxPxHx3[:, :, h, 2, None] * t_e[h])
+    return x.reshape(p * p, -1)
+
+  W_in = blk["W_in"].T
+  post = _act(act)(mix(W_in, x_e @ W_in + blk["b_in"]))
+  direct = mix(W_U, (x_e + blk["b_out"]) @ W_U)
+  mlp_logits = post @ (W_U.T @ blk["W_out"]).T                         # post · W_Lᵀ
+  return dict(logits=direct + mlp_logits, mlp_logits=mlp_logits, mlp_post=post,
+              pattern=A_PxPxHx3.reshape(p * p, H, 3))
+
+
+def _act(name: str):
+  return {"relu": jax.nn.relu, "gelu": jax.nn.gelu}[name]
+
+
+def _forward_plain(params: Params, act: str) -> dict[str, jnp.ndarray]:
+  from grokjax import data, model  # the plain model, for deeper stacks only
+  from grokjax.config import ModelConfig
+  p, n = vocab_size(params), sum(1 for k in params if k.startswith("blocks_"))
+  H, E, D = params["blocks_0"]["W_Q"].shape
+  cfg = ModelConfig(d_vocab=p + 1, d_vocab_out=params["W_U"].shape[1], n_ctx=3, d_model=D,
+                    num_heads=H, d_mlp=params["blocks_0"]["W_in"].shape[0], num_layers=n, act=act)
+  logits, cache = model.apply_with_cache(cfg, params, jnp.asarray(data.all_tokens(p)))
+  post = cache[f"blocks_{n - 1}"]["mlp_post"][:, -1]
+  return dict(logits=logits[:, -1, :p], mlp_post=post, mlp_logits=post @ W_L(params).T,
+              pattern=cache["blocks_0"]["attn_pattern"][:, :, -1, :])
+
+
+# ----------------------------------------------------------------------------- losses
+
+def ce_and_correct(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Per-example cross-entropy (float64) and correctness (bool).
+
+  ℓ = (m − x_y) + log1p(Σ_{x_i < m} exp(x_i − m) + #ties), m = max: exact to the rounding of
+  the logits even at ℓ ~ 1e-9 in float32 (no argmax: a slow reduction on CPU). Correct means
+  x_y is strictly above every other logit (a tie counts as wrong).
+  """
+  m = jnp.max(L_NxC, axis=-1, keepdims=True)
+  is_y = jnp.arange(L_NxC.shape[-1]) == labels_N[:, None]
+  x_y = jnp.sum(jnp.where(is_y, L_NxC, 0.0), axis=-1)
+  rest = (jnp.sum(jnp.where(L_NxC < m, jnp.exp(L_NxC - m), 0.0), axis=-1)
+          + (jnp.sum(L_NxC == m, axis=-1) - 1))
+  other = jnp.max(jnp.where(is_y, -jnp.inf, L_NxC), axis=-1)
+  loss = (m[:, 0] - x_y).astype(F64) + jnp.log1p(rest).astype(F64)
+  return loss, x_y > other
+
+
+def per_example_ce(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> jnp.ndarray:
+  """Per-example cross-entropy, float64 (see ce_and_correct)."""
+  return ce_and_correct(L_NxC, labels_N)[0]
+
+
+def split_means(v_N: jnp.ndarray, train_N: jnp.ndarray) -> dict[str, jnp.ndarray]:
+  """Means of a per-example quantity over all / train / test (float64)."""
+  v, w = v_N.astype(F64), train_N.astype(F64)
+  return dict(all=jnp.mean(v), train=jnp.sum(v * w) / jnp.sum(w),
+              test=jnp.sum(v * (1 - w)) / jnp.sum(1 - w))
+
+
+# ----------------------------------------------------------------------------- weights
+
+def fourier_norms_W_E(params: Params) -> jnp.ndarray:
+  """e_j = ‖(W_E[:, :p] Fᵀ)[:, j]‖, j = 0…p−1 (SPEC §3.2, Fig 3 left)."""
+  p = vocab_size(params)
+  return jnp.linalg.norm(fourier.transform_1d(params["W_E"][:, :p].astype(F64), axis=1), axis=0)
+
+
+def fourier_W_L(params: Params) -> jnp.ndarray:
+  """Ŵ_L = F W_L (p, d_mlp); row 2k−1 is u_k, row 2k is v_k."""
+  return fourier.transform_1d(W_L(params).astype(F64), axis=0)
+
+
+def fourier_norms_W_L(params: Params) -> jnp.ndarray:
+  """ℓ_j = ‖Ŵ_L[j, :]‖ (norm over neurons), j = 0…p−1 (SPEC §3.2, Fig 3 right)."""
+  return jnp.linalg.norm(fourier_W_L(params), axis=1)
+
+
+def key_freqs_W_L(params: Params, frac: float = KEY_FRAC) -> jnp.ndarray:
+  """(K,) bool: per-frequency norms of Ŵ_L above frac · max (SPEC §3.4 rule 2)."""
+  n = fourier.per_freq_norms(fourier_norms_W_L(params))
+  return n > frac * jnp.max(n)
+
+
+def gini(v: jnp.ndarray) -> jnp.ndarray:
+  """Hurley–Rickard Gini of a non-negative vector (SPEC §3.8)."""
+  v = jnp.sort(jnp.asarray(v, F64))
+  N = v.shape[-1]
+  i = jnp.arange(1, N + 1)
+  return 1.0 - 2.0 * jnp.sum(v / jnp.sum(v) * (N - i + 0.5) / N)
+
+
+def sum_sq_weights(params: Params) -> dict[str, jnp.ndarray]:
+  """Σθ² per parameter ('W_E', 'blocks_0.W_Q', …) and 'total' (SPEC §3.9), float64."""
+  flat = {".".join(str(getattr(k, "key", k)) for k in path): jnp.sum(jnp.asarray(x, F64) ** 2)
+          for path, x in jax.tree_util.tree_leaves_with_path(params)}
+  flat["total"] = sum(flat.values())
+  return flat
+
+
+def W_L_residual_ratio(params: Params, key_K: jnp.ndarray) -> jnp.ndarray:
+  """‖W_L − P_Key W_L‖_F / ‖W_L‖_F, P_Key projecting on the key cos/sin rows (SPEC §3.12)."""
+  sq = fourier_norms_W_L(params) ** 2
+  keep = jnp.concatenate([jnp.zeros(1), jnp.repeat(jnp.asarray(key_K, F64), 2)])
+  return jnp.sqrt(jnp.sum(sq * (1 - keep)) / jnp.sum(sq))
+
+
+# ----------------------------------------------------------------------------- neurons
+
+def neuron_fve_from_hat(hat_PxPxM: jnp.ndarray) -> jnp.ndarray:
+  """(K, d_mlp) from the 2D transform of the activations (see neuron_fve_by_freq)."""
+  p = hat_PxPxM.shape[0]
+  power = hat_PxPxM.astype(F64).at[0, 0].set(0.0) ** 2  # centring removes exactly (0, 0)
+  idx = fourier.block_indices(p)
+  block = jnp.sum(power[idx[:, :, None], idx[:, None, :]], axis=(1, 2))  # (K, M)
+  total = jnp.sum(power, axis=(0, 1))
+  return jnp.where(total > 0, block / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def neuron_fve_by_freq(post_NxM: jnp.ndarray, p: int) -> jnp.ndarray:
+  """(K, d_mlp): fraction of each neuron's centred variance in the 3×3 block {0, cos k, sin k}²
+  of its 2D Fourier transform (SPEC §3.4 rule 1, §3.10); 0 for a dead (constant) neuron."""
+  return neuron_fve_from_hat(fourier.transform_2d(post_NxM, p).reshape(p, p, -1))
+
+
+def best_freqs(fve_KxM: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """(freq (M,) int in 1…K, fve (M,), alive (M,) bool): each neuron's best frequency."""
+  best = jnp.max(fve_KxM, axis=0)
+  return jnp.argmax(fve_KxM, axis=0) + 1, best, best > 0
+
+
+def neuron_freqs(post_NxM: jnp.ndarray, p: int) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """best_freqs of the activations' neuron_fve_by_freq."""
+  return best_freqs(neuron_fve_by_freq(post_NxM, p))
+
+
+def key_freqs_neuron_rule(post_NxM: jnp.ndarray, p: int) -> jnp.ndarray:
+  """(K,) bool: every live neuron's best frequency, no threshold (SPEC §3.4 rule 1)."""
+  freq, _, alive = neuron_freqs(post_NxM, p)
+  K = fourier.num_freqs(p)
+  return jnp.any((freq[:, None] == jnp.arange(1, K + 1)) & alive[:, None], axis=0)
+
+
+def neuron_clusters(post_NxM: jnp.ndarray, p: int, thresh: float = CLUSTER_FVE) -> jnp.ndarray:
+  """(K,) int: neurons whose best-frequency FVE exceeds thresh, per frequency."""
+  freq, fve, _ = neuron_freqs(post_NxM, p)
+  K = fourier.num_freqs(p)
+  return jnp.sum((freq[:, None] == jnp.arange(1, K + 1)) & (fve > thresh)[:, None], axis=0)
+
+
+def table1_fve(mlp_logits_NxP: jnp.ndarray) -> jnp.ndarray:
+  """(K, 2): FVE of u_kᵀMLP by c_k (col 0, cos) and v_kᵀMLP by s_k (col 1, sin) (SPEC §3.11).
+
+  u_kᵀMLP(a,b) = Ŵ_L[cos k]·MLP(a,b) is column cos k of (MLP·W_Lᵀ)·Fᵀ: the neurons' logits
+  read along the Fourier basis of the output."""
+  p = mlp_logits_NxP.shape[1]
+  G = fourier.transform_1d(mlp_logits_NxP.astype(F64), axis=1)
+  Gc = G - jnp.mean(G, axis=0)
+  C = jnp.asarray(fourier.sum_directions(p), F64)
+  num = jnp.stack([jnp.sum(C[0::2].T * Gc[:, 1::2], axis=0),
+                   jnp.sum(C[1::2].T * Gc[:, 2::2], axis=0)], axis=1) ** 2
+  den = jnp.stack([jnp.sum(Gc[:, 1::2] ** 2, axis=0), jnp.sum(Gc[:, 2::2] ** 2, axis=0)], axis=1)
+  return num / jnp.where(den > 0, den, 1.0)
+
+
+# ----------------------------------------------------------------------------- logits
+
+def restricted_logits(L: jnp.ndarray, key_K: jnp.ndarray, p: int) -> jnp.ndarray:
+  """L_R = Σ_{k∈Key} P_k(L) + per-class mean of L (SPEC §3.5)."""
+  return fourier.project_sum(L, key_K, p) + jnp.mean(L, axis=0)
+
+
+def excluded_logits(L: jnp.ndarray, key_K: jnp.ndarray, p: int) -> jnp.ndarray:
+  """L_X = L − Σ_{k∈Key} P_k(L), no bias correction (SPEC §3.6)."""
+  return L - fourier.project_sum(L, key_K, p)
+
+
+def logit_fve(L: jnp.ndarray, key_K: jnp.ndarray, p: int) -> jnp.ndarray:
+  """1 − ‖L̃ − Σ_Key α_k Ĉ_k‖²/‖L̃‖², L̃ globally centred; the Ĉ_k are orthonormal and
+  zero-mean, so this is Σ_Key α_k² / ‖L̃‖² (SPEC §3.7)."""
+  alpha = fourier.cos_abc_coeffs(L, p)
+  Lc = L - jnp.mean(L)
+  return jnp.sum(jnp.asarray(key_K, L.dtype) * alpha ** 2) / jnp.sum(Lc ** 2)
+
+
+def ablation_per_freq(L: jnp.ndarray, labels: jnp.ndarray, train: jnp.ndarray,
+                      p: int) -> jnp.ndarray:
+  """(K, 3): loss on all / train / test after removing P_k from the logits, k = 1…K (Fig 6)."""
+  C = jnp.asarray(fourier.sum_directions(p), L.dtype)
+  coef = C @ L  # (2K, p)
+
+  def one(k):  # noqa: the lax.map below runs the K frequencies sequentially, bounding memory
+    Ck = jax.lax.dynamic_slice_in_dim(C, 2 * k, 2)
+    ak = jax.lax.dynamic_slice_in_dim(coef, 2 * k, 2)
+    m = split_means(per_example_ce(L - Ck.T @ ak, labels), train)
+    return jnp.stack([m["all"], m["train"], m["test"]])
+
+  return jax.lax.map(one, jnp.arange(fourier.num_freqs(p)))
+
+
+def keep_blocks_loss(L_hat: jnp.ndarray, labels: jnp.ndarray, key_K: jnp.ndarray, p: int,
+                     kind: str = "3x3") -> jnp.ndarray:
+  """Loss on all inputs keeping only the constant and the key 2D blocks of the logits, given
+  their 2D transform L_hat (p², p) (SPEC §3.13)."""
+  kept = fourier.block_mask_2d(p, key_K, kind).astype(L_hat.dtype).reshape(-1, 1) * L_hat
+  return jnp.mean(per_example_ce(fourier.inverse_2d(kept, p), labels))
+
+
+def mlp_projection_ablation(L: jnp.ndarray, mlp_logits: jnp.ndarray, params: Params,
+                            key_K: jnp.ndarray, labels: jnp.ndarray) -> dict[str, jnp.ndarray]:
+  """Loss (all inputs) with MLP activations projected onto span{u_k, v_k : k ∈ Key} ('onto')
+  or onto its orthogonal complement ('off') (SPEC §3.13).
+
+  With U the masked rows (u_k; v_k) of Ŵ_L, the projection is post·Uᵀ(UUᵀ)⁺U, and post·Uᵀ is
+  (mlp_logits·Fᵀ)[:, 1:] masked: no (p²×d_mlp)·(d_mlp×d_mlp) product is needed."""
+  w2 = jnp.repeat(jnp.asarray(key_K, F64), 2)
+  U = fourier_W_L(params)[1:] * w2[:, None]                                  # (2K, M)
+  R = jnp.linalg.pinv(U @ U.T, hermitian=True) @ (U @ W_L(params).astype(F64).T)  # (2K, p)
+  Z = fourier.transform_1d(mlp_logits.astype(F64), axis=1)[:, 1:] * w2      # post·Uᵀ
+  on = Z @ R                                                                 # logits of P·post
+  return dict(onto=jnp.mean(per_example_ce(L - mlp_logits + on, labels)),
+              off=jnp.mean(per_example_ce(L - on, labels)))
+
+
+def neuron_degree2_ablation(L: jnp.ndarray, post_hat: jnp.ndarray, fve_KxM: jnp.ndarray,
+                            params: Params, labels: jnp.ndarray,
+                            thresh: float = CLUSTER_FVE) -> jnp.ndarray:
+  """Loss (all inputs) with every neuron of FVE > thresh replaced by its single-frequency
+  degree-2 approximation (its mean + its 3×3 block), given the 2D transform post_hat (p, p, M)
+  of the activations (SPEC §3.13, §4.4)."""
+  p = vocab_size(params)
+  freq, fve, _ = best_freqs(fve_KxM)
+  comp_freq = jnp.asarray(np.concatenate([[0], np.repeat(np.arange(1, p // 2 + 1), 2)]))
+  inblk = (comp_freq[:, None] == 0) | (comp_freq[:, None] == freq[None, :])      # (p, M)
+  keep = (inblk[:, None, :] & inblk[None, :, :]) | (fve <= thresh)[None, None, :]
+  dropped = fourier.inverse_2d(jnp.where(keep, 0.0, post_hat).reshape(p * p, -1), p)
+  return jnp.mean(per_example_ce(L - dropped @ W_L(params).T.astype(dropped.dtype), labels))
+
+
+def attention_fits(params: Params, pattern_NxHx3: jnp.ndarray) -> dict[str, jnp.ndarray]:
+  """Single-frequency fits per head (SPEC §3.14).
+
+  score_*: C_h[t] = x₂ᵀ W_Q[h]ᵀ W_K[h] W_E[:, t] fitted by α cos(w_k t) + β sin(w_k t) + const;
+  freq/fve: the attention `=`→a over (a, b) fitted by const + cos/sin(w_k a) + cos/sin(w_k b)
+  (the linearised sigmoid of App. C.1.3, Table 2).
+  """
+  p, blk = vocab_size(params), params["blocks_0"]
+  W_E = params["W_E"].astype(F64)
+  x2 = W_E[:, p] + params["W_pos"][2].astype(F64)
+  C_HxP = jnp.einsum("d,hed,hef,ft->ht", x2, blk["W_Q"].astype(F64), blk["W_K"].astype(F64),
+                     W_E[:, :p])
+  c_hat = fourier.transform_1d(C_HxP, axis=1)
+  pw = fourier.per_freq_norms(c_hat) ** 2
+  s_fve = pw / jnp.sum(c_hat[:, 1:] ** 2, axis=1, keepdims=True)
+  s_k = jnp.argmax(s_fve, axis=1)
+  scale = np.sqrt(2.0 / p)
+  A_hat = fourier.transform_2d(pattern_NxHx3[:, :, 0].astype(F64), p).reshape(p, p, -1)
+  A_hat = A_hat.at[0, 0].set(0.0) ** 2
+  lin = (A_hat[0, 1::2] + A_hat[0, 2::2] + A_hat[1::2, 0] + A_hat[2::2, 0])  # (K, H)
+  a_fve = lin / jnp.sum(A_hat, axis=(0, 1))
+  return dict(freq=jnp.argmax(a_fve, axis=0) + 1, fve=jnp.max(a_fve, axis=0),
+              score_freq=s_k + 1, score_fve=jnp.max(s_fve, axis=1),
+              score_cos=jnp.take_along_axis(c_hat[:, 1::2], s_k[:, None], 1)[:, 0] * scale,
+              score_sin=jnp.take_along_axis(c_hat[:, 2::2], s_k[:, None], 1)[:, 0] * scale)
+
+
+# ----------------------------------------------------------------------------- bundles
+
+def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: jnp.ndarray,
+             act: str = "relu") -> dict[str, jnp.ndarray]:
+  """The training-dynamics measures of one checkpoint for a fixed key set `key_idx` (int, the
+  frequencies themselves): losses/accuracies, restricted and excluded loss and accuracy, the
+  per-key excluded loss, α_k, Gini(W_E), Gini(W_L) and the sums of squared weights."""
+  p = vocab_size(params)
+  L = forward(params, act)["logits"]
+  C = jnp.asarray(fourier.sum_directions(p), L.dtype)
+  rows = jnp.stack([2 * key_idx - 2, 2 * key_idx - 1], axis=1).reshape(-1)
+  Ck = jnp.take(C, rows, axis=0)                                   # (2n, p²)
+  coef = Ck @ L                                                    # (2n, p)
+  proj = Ck.T @ coef
+  out = {}
+  for name, logits in (("", L), ("restricted_", proj + jnp.mean(L, axis=0)),
+                       ("excluded_", L - proj)):
+    loss, ok = ce_and_correct(logits, labels)
+    m, a = split_means(loss, train), split_means(ok, train)
+    out.update({f"{name}loss_{s}": m[s] for s in m})
+    out.update({f"{name}acc_{s}": a[s] for s in a})
+
+  def excl_one(i):
+    Ci, ai = jax.lax.dynamic_slice_in_dim(Ck, 2 * i, 2), jax.lax.dynamic_slice_in_dim(coef, 2 * i, 2)
+    return split_means(per_example_ce(L - Ci.T @ ai, labels), train)["train"]
+
+  out["excluded_loss_train_per_freq"] = jax.lax.map(excl_one, jnp.arange(key_idx.shape[0]))
+  F = jnp.asarray(fourier.basis(p), L.dtype)
+  out["cos_coeff"] = (jnp.sum(coef[0::2] * F[2 * key_idx - 1], 1)
+                      + jnp.sum(coef[1::2] * F[2 * key_idx], 1)).astype(F64) / np.sqrt(2.0)
+  out["gini_W_E"] = gini(fourier_norms_W_E(params))
+  out["gini_W_L"] = gini(fourier_norms_W_L(params))
+  out.update({f"sum_sq_{k}" if k != "total" else "sum_sq_weights": v
+              for k, v in sum_sq_weights(params).items()})
+  return out
+
+
+def dynamics_detected(params: Params, labels: jnp.ndarray, train: jnp.ndarray,
+                      act: str = "relu", frac: float = KEY_FRAC) -> dict[str, jnp.ndarray]:
+  """Restricted/excluded loss with the key set detected on this checkpoint (W_L rule), for
+  comparing against the fixed-key curves (the authors' Trainer recomputed them per call)."""
+  p = vocab_size(params)
+  L = forward(params, act)["logits"]
+  key = key_freqs_W_L(params, frac)
+  r = split_means(per_example_ce(restricted_logits(L, key, p), labels), train)
+  x = split_means(per_example_ce(excluded_logits(L, key, p), labels), train)
+  return dict(key_K=key, restricted_loss_all=r["all"], excluded_loss_train=x["train"])
+
+
+def evidence(params: Params, labels: jnp.ndarray, train: jnp.ndarray, act: str = "relu",
+             frac: float = KEY_FRAC) -> dict[str, jnp.ndarray]:
+  """The full final-checkpoint evidence set. Key frequencies by the W_L rule (key_K)."""
+  p = vocab_size(params)
+  fw = forward(params, act)
+  L32, post = fw["logits"], fw["mlp_post"]
+  L = L32.astype(F64)
+  key = key_freqs_W_L(params, frac)
+  keyf = key.astype(F64)
+  e_norms, l_norms = fourier_norms_W_E(params), fourier_norms_W_L(params)
+  post_hat = fourier.transform_2d(post, p).reshape(p, p, -1)
+  fve_KxM = neuron_fve_from_hat(post_hat)
+  freq, fve, alive = best_freqs(fve_KxM)
+  onehot = freq[:, None] == jnp.arange(1, fourier.num_freqs(p) + 1)
+  out = dict(key_K=key, key_K_neuron=jnp.any(onehot & alive[:, None], axis=0),
+             W_E_fourier_norms=e_norms, W_L_fourier_norms=l_norms,
+             W_L_per_freq_norms=fourier.per_freq_norms(l_norms),
+             gini_W_E=gini(e_norms), gini_W_L=gini(l_norms),
+             neuron_freq=freq, neuron_fve=fve, n_dead_neurons=jnp.sum(~alive),
+             neuron_clusters=jnp.sum(onehot & (fve > CLUSTER_FVE)[:, None], axis=0),
+             W_L_residual_ratio=W_L_residual_ratio(params, key))
+  for name, logits in (("", L), ("restricted_", restricted_logits(L, keyf, p)),
+                       ("excluded_", excluded_logits(L, keyf, p))):
+    loss, ok = ce_and_correct(logits.astype(jnp.float32), labels)
+    m, a = split_means(loss, train), split_means(ok, train)
+    out.update({f"{name}loss_{s}": m[s] for s in m})
+    out.update({f"{name}acc_{s}": a[s] for s in a})
+  abl = ablation_per_freq(L32, labels, train, p)
+  out["ablation_per_freq"] = abl
+  out["excluded_loss_train_per_freq_all"] = abl[:, 1]
+  alpha = fourier.cos_abc_coeffs(L, p)
+  out["cos_coeffs"] = alpha
+  out["logit_fve"] = jnp.sum(keyf * alpha ** 2) / jnp.sum((L - jnp.mean(L)) ** 2)
+  t1 = table1_fve(fw["mlp_logits"])
+  out["table1_fve_all"] = t1
+  n2 = 2 * jnp.sum(keyf)
+  mean = jnp.sum(keyf[:, None] * t1) / n2
+  out["table1_fve_mean"] = mean
+  out["table1_fve_std"] = jnp.sqrt(jnp.sum(keyf[:, None] * (t1 - mean) ** 2) / n2)
+  L_hat = fourier.transform_2d(L, p)
+  out["keep_3x3_blocks_loss_all"] = keep_blocks_loss(L_hat, labels, keyf, p, "3x3")
+  out["keep_2x2_blocks_loss_all"] = keep_blocks_loss(L_hat, labels, keyf, p, "2x2")
+  proj = mlp_projection_ablation(L, fw["mlp_logits"], params, keyf, labels)
+  out["mlp_onto_key_loss_all"], out["mlp_off_key_loss_all"] = proj["onto"], proj["off"]
+  out["neuron_degree2_loss_all"] = neuron_degree2_ablation(L32, post_hat, fve_KxM, params, labels)
+  out.update({f"attn_{k}": v for k, v in attention_fits(params, fw["pattern"]).items()})
+  out["sum_sq_weights"] = sum_sq_weights(params)
+  out["attn_eq_to_a"] = fw["pattern"][:, :, 0].T.reshape(-1, p, p)
+  out["neuron_acts"] = post[:, :5].T.reshape(-1, p, p)
+  out["logits_fourier_norms_2d"] = jnp.linalg.norm(L_hat.reshape(p, p, p), axis=-1)
+  out["W_L_hat"] = fourier_W_L(params)
+  return out

@@ -1,0 +1,61 @@
+"""The three phases of grokking (paper §5.1) detected from a run's curves.
+
+The paper draws its phase lines by eye (1.4k / 9.4k / 14k on the mainline run). grokjax reads
+them off the curves with this rule, chosen so that each boundary is a landmark of a progress
+measure rather than a tuned epoch:
+
+* **circuit_formation_end** — the first epoch at which the restricted loss (all inputs, key
+  frequencies only, SPEC §3.5) is below `RESTRICTED_THRESH` = 1e-2: the Fourier circuit alone
+  now fits the task, while the test loss is still high (mainline: 9 400, test loss 4.15).
+* **memorization_end** — the epoch of the test-loss maximum before circuit_formation_end (or
+  over the whole curve when the circuit never forms): train loss has converged and test loss
+  stops rising (mainline: 1 400, also the excluded-loss minimum).
+* **cleanup_end** — the first epoch after circuit_formation_end at which the test loss is within
+  a factor `CLEANUP_FACTOR` = 3 of its final value (the median of the last 10 % of the curve):
+  weight decay has removed the memorising components (mainline: 13 800).
+
+Boundaries that are not reached are None (e.g. a run that never groks has no circuit formation
+end and no cleanup end). NaN values (diverged checkpoints) are ignored.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+RESTRICTED_THRESH = 1e-2
+CLEANUP_FACTOR = 3.0
+FINAL_FRACTION = 0.1
+
+
+def _first(epochs: np.ndarray, cond: np.ndarray) -> int | None:
+  idx = np.flatnonzero(cond)
+  return int(epochs[idx[0]]) if idx.size else None
+
+
+def detect(epochs: Sequence[float], test_loss: Sequence[float],
+           restricted_loss: Sequence[float] | None) -> dict[str, Any]:
+  """{'memorization_end', 'circuit_formation_end', 'cleanup_end'} (ints or None)."""
+  e = np.asarray(epochs, dtype=np.int64)
+  test = np.asarray(test_loss, dtype=np.float64)
+  if e.shape != test.shape or e.ndim != 1:
+    raise ValueError(f"epochs {e.shape} and test_loss {test.shape} must be 1-D of one length")
+  order = np.argsort(e, kind="stable")
+  e, test = e[order], test[order]
+  out: dict[str, Any] = dict(memorization_end=None, circuit_formation_end=None, cleanup_end=None)
+  if e.size == 0 or not np.any(np.isfinite(test)):
+    return out
+  if restricted_loss is not None:
+    r = np.asarray(restricted_loss, dtype=np.float64)[order]
+    out["circuit_formation_end"] = _first(e, np.nan_to_num(r, nan=np.inf) < RESTRICTED_THRESH)
+  cf = out["circuit_formation_end"]
+  before = e <= cf if cf is not None else np.ones_like(e, dtype=bool)
+  t = np.where(before & np.isfinite(test), test, -np.inf)
+  out["memorization_end"] = int(e[int(np.argmax(t))])
+  if cf is not None:
+    tail = test[int(np.floor(e.size * (1 - FINAL_FRACTION))):]
+    final = np.nanmedian(tail) if np.any(np.isfinite(tail)) else np.nan
+    if np.isfinite(final):
+      out["cleanup_end"] = _first(e, (e > cf) & (np.nan_to_num(test, nan=np.inf)
+                                                 <= CLEANUP_FACTOR * final))
+  return out
