@@ -1,0 +1,93 @@
+"""Model shapes, init scales, the fast one-layer path against the plain model."""
+from absl.testing import absltest, parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import config, data, model, train
+
+
+def small_cfg(**kw):
+  return config.make_config(p=13, d_model=32, num_heads=4, num_epochs=100, **kw)
+
+
+class ModelTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_shapes(self):
+    cfg = config.make_config().model
+    params = model.init_params(cfg, jax.random.key(0))
+    chex.assert_shape(params["W_E"], (128, 114))
+    chex.assert_shape(params["W_pos"], (3, 128))
+    chex.assert_shape(params["W_U"], (128, 114))
+    blk = params["blocks_0"]
+    for n in ("W_Q", "W_K", "W_V"):
+      chex.assert_shape(blk[n], (4, 32, 128))
+    chex.assert_shape([blk["W_O"], blk["W_in"], blk["b_in"], blk["W_out"], blk["b_out"]],
+                      [(128, 128), (512, 128), (512,), (128, 512), (128,)])
+    chex.assert_type(jax.tree.leaves(params), jnp.float32)
+    tokens = jnp.asarray(data.all_tokens(113)[:7])
+    logits = self.variant(lambda p, t: model.apply(cfg, p, t))(params, tokens)
+    chex.assert_shape(logits, (7, 3, 114))
+    chex.assert_type(logits, jnp.float32)
+    last = self.variant(lambda p, t: model.last_logits(cfg, p, t))(params, tokens)
+    chex.assert_shape(last, (7, 114))
+
+  def test_init_scales_and_sum_of_squares(self):
+    # SPEC §1.3: ≈ 1781 at init (the mainline epoch-0 checkpoint had 1783.38).
+    params = model.init_params(config.make_config().model, jax.random.key(0))
+    sq = sum(float(jnp.sum(x.astype(jnp.float64) ** 2)) for x in jax.tree.leaves(params))
+    self.assertAlmostEqual(sq, 1781, delta=40)
+    self.assertAlmostEqual(float(jnp.std(params["W_U"])), 114 ** -0.5, delta=0.005)
+    self.assertAlmostEqual(float(jnp.std(params["blocks_0"]["W_out"])), 128 ** -0.5, delta=0.003)
+    self.assertEqual(float(jnp.abs(params["blocks_0"]["b_in"]).max()), 0.0)
+
+  @parameterized.parameters("relu", "gelu")
+  def test_fast_path_equals_plain_model(self, act):
+    cfg = small_cfg(act=act)
+    params = model.init_params(cfg.model, jax.random.key(1))
+    # Make the attention non-trivial so a wrong table would show.
+    params = jax.tree.map(lambda x: 2 * x, params)
+    tokens = jnp.asarray(data.all_tokens(13))
+    labels = jnp.asarray(data.labels("add", 13))
+    plain = model.apply(cfg.model, params, tokens)[:, -1]
+    fast = model.last_logits(cfg.model, params, tokens)
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=2e-6 * float(jnp.abs(plain).max()))
+
+    def loss(p, fn):
+      return train.cross_entropy(fn(p), labels, "float64").mean()
+    g_plain = jax.grad(loss)(params, lambda p: model.apply(cfg.model, p, tokens)[:, -1])
+    g_fast = jax.grad(loss)(params, lambda p: model.last_logits(cfg.model, p, tokens))
+    chex.assert_trees_all_close(g_fast, g_plain, rtol=1e-4, atol=1e-6)
+
+  def test_causal_mask(self):
+    # Changing a later token must not change earlier positions' logits.
+    cfg = small_cfg(num_layers=2).model
+    params = model.init_params(cfg, jax.random.key(2))
+    t1 = jnp.array([[1, 2, 13]]); t2 = jnp.array([[1, 5, 13]])
+    l1, l2 = model.apply(cfg, params, t1), model.apply(cfg, params, t2)
+    np.testing.assert_allclose(l1[:, 0], l2[:, 0], rtol=1e-6)
+    self.assertGreater(float(jnp.abs(l1[:, 1] - l2[:, 1]).max()), 1e-4)
+
+  def test_dropout_only_in_training(self):
+    cfg = small_cfg(dropout=0.5).model
+    params = model.init_params(cfg, jax.random.key(0))
+    tokens = jnp.asarray(data.all_tokens(13))
+    a = model.last_logits(cfg, params, tokens)
+    b = model.last_logits(cfg, params, tokens)
+    c = model.last_logits(cfg, params, tokens, jax.random.key(3))
+    np.testing.assert_array_equal(a, b)
+    self.assertGreater(float(jnp.abs(a - c).max()), 1e-3)
+
+  def test_cache(self):
+    cfg = small_cfg().model
+    params = model.init_params(cfg, jax.random.key(0))
+    logits, cache = model.apply_with_cache(cfg, params, jnp.asarray(data.all_tokens(13)))
+    chex.assert_shape(cache["blocks_0"]["attn_pattern"], (169, 4, 3, 3))
+    chex.assert_shape(cache["blocks_0"]["mlp_post"], (169, 3, 128))
+    np.testing.assert_allclose(cache["blocks_0"]["attn_pattern"].sum(-1), 1.0, rtol=1e-5)
+
+
+if __name__ == "__main__":
+  absltest.main()
