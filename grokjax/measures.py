@@ -123,18 +123,20 @@ def _forward_plain(params: Params, act: str) -> dict[str, jnp.ndarray]:
 def ce_and_correct(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Per-example cross-entropy (float64) and correctness (bool).
 
-  ℓ = (m − x_y) + log1p(Σ_{x_i < m} exp(x_i − m) + #ties), m = max: exact to the rounding of
-  the logits even at ℓ ~ 1e-9 in float32 (no argmax: a slow reduction on CPU). Correct means
-  x_y is strictly above every other logit (a tie counts as wrong).
+  With d_i = x_i − x_y and M = max(0, max_{i≠y} d_i):
+      ℓ = M + log1p(expm1(−M) + Σ_{i≠y} exp(d_i − M)),
+  which is log1p(Σ_{i≠y} exp(d_i)) when y is the top logit: exact to the rounding of the logits
+  even at ℓ ~ 1e-9 in float32, and free of overflow otherwise. The label is singled out by its
+  index, never by comparing values, so XLA may recompute the logits inside fusions with
+  different rounding without harm. Correct means x_y is strictly above every other logit.
   """
-  m = jnp.max(L_NxC, axis=-1, keepdims=True)
   is_y = jnp.arange(L_NxC.shape[-1]) == labels_N[:, None]
-  x_y = jnp.sum(jnp.where(is_y, L_NxC, 0.0), axis=-1)
-  rest = (jnp.sum(jnp.where(L_NxC < m, jnp.exp(L_NxC - m), 0.0), axis=-1)
-          + (jnp.sum(L_NxC == m, axis=-1) - 1))
-  other = jnp.max(jnp.where(is_y, -jnp.inf, L_NxC), axis=-1)
-  loss = (m[:, 0] - x_y).astype(F64) + jnp.log1p(rest).astype(F64)
-  return loss, x_y > other
+  x_y = jnp.sum(jnp.where(is_y, L_NxC, 0.0), axis=-1, keepdims=True)
+  other = jnp.max(jnp.where(is_y, -jnp.inf, L_NxC), axis=-1, keepdims=True)
+  M = jnp.maximum(other - x_y, 0.0)
+  rest = jnp.sum(jnp.where(is_y, 0.0, jnp.exp(L_NxC - x_y - M)), axis=-1, keepdims=True)
+  loss = M.astype(F64) + jnp.log1p(jnp.expm1(-M) + rest).astype(F64)
+  return loss[:, 0], (x_y > other)[:, 0]
 
 
 def per_example_ce(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> jnp.ndarray:

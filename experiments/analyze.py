@@ -1,0 +1,58 @@
+"""Progress measures and mechanistic evidence for a sweep's checkpoints, or for weights files.
+
+  python -m experiments.analyze --workdir=DIR
+      every checkpoint of every run → DIR/analysis/ (run_XXXX.csv, run_XXXX_final.{json,npz},
+      summary.csv); incremental: a rerun analyses only new checkpoints.
+  python -m experiments.analyze --authors_weights=FILE.npz --frac_train=0.3 --split_seed=1 \
+      --out=FILE.json
+      one JSON object with the final-checkpoint evidence of the authors' weights (PyTorch
+      state-dict names; .npz, or .pth with torch installed); p is read from the shapes.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+flags.DEFINE_string("workdir", None, "A sweep's workdir (config.json, checkpoints/).")
+flags.DEFINE_string("authors_weights", None, "A weights file in the authors' state-dict format.")
+flags.DEFINE_float("frac_train", 0.3, "With --authors_weights: the run's training fraction.")
+flags.DEFINE_integer("split_seed", 0, "With --authors_weights: the run's split seed.")
+flags.DEFINE_string("task", "add", "With --authors_weights: the task (labels).")
+flags.DEFINE_string("out", None, "With --authors_weights: output JSON path (default: stdout).")
+flags.DEFINE_integer("ckpt_batch", 25, "With --workdir: checkpoints read per step.")
+flags.DEFINE_integer("vmap_batch", 1, "With --workdir: checkpoints per vmapped call "
+                     "(memory grows with p²·d_mlp per checkpoint).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if (FLAGS.workdir is None) == (FLAGS.authors_weights is None):
+    raise app.UsageError("give exactly one of --workdir or --authors_weights")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint read at INFO
+  from grokjax import analysis, interop, results
+  if FLAGS.workdir is not None:
+    finals = analysis.analyze_workdir(FLAGS.workdir, ckpt_batch=FLAGS.ckpt_batch,
+                                      vmap_batch=FLAGS.vmap_batch)
+    for i, f in sorted(finals.items()):
+      print(f"run {i}: key freqs {f['key_freqs']}  test loss {f['loss_test']:.3g}  "
+            f"phases {f['phases']}")
+    return
+  try:
+    rec = analysis.analyze_weights(FLAGS.authors_weights, FLAGS.frac_train, FLAGS.split_seed,
+                                   task=FLAGS.task)
+  except (interop.WeightsError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  if FLAGS.out:
+    results.write_json(FLAGS.out, rec)
+    print(f"wrote {FLAGS.out}: key freqs {rec['key_freqs']}, test loss {rec['loss_test']:.3g}")
+  else:
+    print(json.dumps(rec, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,289 @@
+"""The analysis step: measures for every checkpoint of every run, written under WORKDIR/analysis/.
+
+Files (one per run i, plus a sweep summary):
+  run_{i:04d}.csv         one row per checkpoint epoch: losses (113-way) and accuracies,
+                          restricted/excluded loss and accuracy, excluded_loss_train_k{K} and
+                          cos_coeff_k{K} per key frequency K, gini_W_E, gini_W_L,
+                          sum_sq_weights and sum_sq_{param}
+  run_{i:04d}_final.json  the final checkpoint's evidence, key frequencies and phase boundaries
+  run_{i:04d}_final.npz   arrays for the figures (attention, neurons, 2D logit spectrum, Ŵ_L)
+  summary.csv             one row per run
+A run's key frequencies come from its final checkpoint (W_L rule, SPEC §3.4) and are reused for
+all its checkpoints, as the paper does. Reruns are incremental: only checkpoints missing from a
+run's table are analysed; if the final checkpoint changed and gives a different key set, that
+run's table is recomputed (its key-frequency columns would be stale).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax import checkpoint, data, fourier, interop, measures, phases, results
+
+ANALYSIS = "analysis"
+REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "reference_data")
+CKPT_BATCH = 25     # checkpoints read from disk per step of the workdir loop
+VMAP_BATCH = 1      # checkpoints per vmapped call inside lax.map (memory ∝ p²·d_mlp each)
+GROK_THRESH = 1e-2  # summary.csv's grok_epoch: first logged epoch with test loss below this
+
+
+def reference_path(name: str) -> str:
+  """Path of a file shipped in grokjax/reference_data/."""
+  return os.path.join(REFERENCE_DIR, name)
+
+
+def _run_file(workdir: str, run: int, suffix: str) -> str:
+  return os.path.join(workdir, ANALYSIS, f"run_{run:04d}{suffix}")
+
+
+def _freqs(mask) -> list[int]:
+  return [int(k) + 1 for k in np.flatnonzero(np.asarray(mask))]
+
+
+def _f(x) -> float | None:
+  x = float(x)
+  return x if math.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------- final evidence
+
+_evidence = jax.jit(measures.evidence, static_argnames=("act", "frac"))
+
+
+def final_record(ev: dict[str, Any]) -> dict[str, Any]:
+  """The JSON-able evidence of one checkpoint (numpy values of measures.evidence)."""
+  ev = jax.tree.map(np.asarray, ev)
+  key = _freqs(ev["key_K"])
+  t1 = ev["table1_fve_all"]
+  abl = ev["ablation_per_freq"]
+  rec: dict[str, Any] = {k: _f(ev[k]) for k in (
+      "loss_all", "loss_train", "loss_test", "acc_all", "acc_train", "acc_test",
+      "restricted_loss_all", "restricted_loss_train", "restricted_loss_test",
+      "restricted_acc_all", "restricted_acc_train", "restricted_acc_test",
+      "excluded_loss_all", "excluded_loss_train", "excluded_loss_test",
+      "excluded_acc_all", "excluded_acc_train", "excluded_acc_test",
+      "gini_W_E", "gini_W_L", "logit_fve", "table1_fve_mean", "W_L_residual_ratio",
+      "keep_3x3_blocks_loss_all", "keep_2x2_blocks_loss_all", "mlp_onto_key_loss_all",
+      "mlp_off_key_loss_all", "neuron_degree2_loss_all")}
+  rec.update(
+      key_freqs=key, key_freqs_neuron_rule=_freqs(ev["key_K_neuron"]),
+      key_freq_rule=f"W_L per-frequency norm > {measures.KEY_FRAC} * max",
+      excluded_loss_train_per_freq={str(k): _f(abl[k - 1, 1]) for k in key},
+      cos_coeffs={str(k): _f(ev["cos_coeffs"][k - 1]) for k in key},
+      cos_coeffs_all=[_f(x) for x in ev["cos_coeffs"]],
+      table1_fve=[dict(k=k, kind=kind, fve=_f(t1[k - 1, j]))
+                  for k in key for j, kind in enumerate(("cos", "sin"))],
+      mlp_fve_mean=_f(ev["table1_fve_mean"]), mlp_fve_std=_f(ev["table1_fve_std"]),
+      sum_sq_weights=_f(ev["sum_sq_weights"]["total"]),
+      sum_sq_weights_by_param={k: _f(v) for k, v in ev["sum_sq_weights"].items()
+                               if k != "total"},
+      neuron_clusters={str(i + 1): int(c) for i, c in enumerate(ev["neuron_clusters"]) if c},
+      n_neurons_clustered=int(np.sum(ev["neuron_clusters"])),
+      n_dead_neurons=int(ev["n_dead_neurons"]),
+      W_E_fourier_norms=[_f(x) for x in ev["W_E_fourier_norms"]],
+      W_L_fourier_norms=[_f(x) for x in ev["W_L_fourier_norms"]],
+      W_L_per_freq_norms=[_f(x) for x in ev["W_L_per_freq_norms"]],
+      neuron_freq=[int(x) for x in ev["neuron_freq"]],
+      neuron_fve=[_f(x) for x in ev["neuron_fve"]],
+      ablation_per_freq={s: [_f(x) for x in abl[:, j]]
+                         for j, s in enumerate(("all", "train", "test"))},
+      attention_fits=[dict(head=h, freq=int(ev["attn_freq"][h]), fve=_f(ev["attn_fve"][h]),
+                           score_freq=int(ev["attn_score_freq"][h]),
+                           score_fve=_f(ev["attn_score_fve"][h]),
+                           score_cos=_f(ev["attn_score_cos"][h]),
+                           score_sin=_f(ev["attn_score_sin"][h]))
+                      for h in range(len(ev["attn_freq"]))])
+  return rec
+
+
+def final_arrays(ev: dict[str, Any]) -> dict[str, np.ndarray]:
+  return {k: np.asarray(ev[k]) for k in ("attn_eq_to_a", "neuron_acts",
+                                         "logits_fourier_norms_2d", "W_L_hat", "neuron_freq")}
+
+
+def analyze_weights(path: str, frac_train: float, split_seed: int, task: str = "add",
+                    act: str = "relu") -> dict[str, Any]:
+  """The evidence JSON of a weights file in the authors' state-dict format (p from shapes)."""
+  params, mcfg = interop.load(path)
+  p = mcfg.d_vocab - 1
+  n = int(frac_train * p * p)
+  if not 0 < n < p * p:
+    raise ValueError(f"--frac_train={frac_train} gives {n} training pairs of {p * p}")
+  fourier.num_freqs(p)
+  labels = jnp.asarray(data.labels(task, p))
+  mask = data.train_mask(p, frac_train, split_seed)
+  ev = _evidence(jax.tree.map(jnp.asarray, params), labels, jnp.asarray(mask), act=act)
+  rec = final_record(ev)
+  rec.update(weights_file=os.path.abspath(path), p=p, task=task, frac_train=frac_train,
+             split_seed=split_seed, n_train=int(mask.sum()),
+             split_fingerprint=data.split_fingerprint(mask))
+  return rec
+
+
+# ----------------------------------------------------------------------------- curves
+
+def _dynamics_fn(act: str, batch: int):
+  def many(params_B, labels, train, key_idx):
+    one = lambda pr: measures.dynamics(pr, labels, train, key_idx, act)
+    return jax.lax.map(one, params_B, batch_size=batch)
+  return jax.jit(many)
+
+
+def curve_rows(out: dict[str, np.ndarray], epochs: list[int], key: list[int]) -> list[dict]:
+  """Table rows from measures.dynamics outputs stacked over checkpoints."""
+  rows = []
+  for j, e in enumerate(epochs):
+    row: dict[str, Any] = {"epoch": int(e)}
+    for k, v in out.items():
+      if k == "excluded_loss_train_per_freq":
+        row.update({f"excluded_loss_train_k{K}": float(v[j, i]) for i, K in enumerate(key)})
+      elif k == "cos_coeff":
+        row.update({f"cos_coeff_k{K}": float(v[j, i]) for i, K in enumerate(key)})
+      else:
+        row[k] = float(v[j])
+    rows.append(row)
+  return rows
+
+
+def _read_csv(path: str):
+  import pandas as pd
+  return pd.read_csv(path) if os.path.exists(path) else None
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+  import pandas as pd
+  df = pd.DataFrame(rows).sort_values("epoch").drop_duplicates("epoch", keep="last")
+  first = ["epoch", "loss_train", "loss_test", "loss_all", "acc_train", "acc_test", "acc_all"]
+  cols = [c for c in first if c in df] + [c for c in df.columns if c not in first]
+  tmp = path + ".tmp"
+  df[cols].to_csv(tmp, index=False, float_format="%.10g")
+  os.replace(tmp, path)
+
+
+def _csv_keys(df) -> list[int]:
+  return sorted(int(c[len("excluded_loss_train_k"):]) for c in df.columns
+                if c.startswith("excluded_loss_train_k"))
+
+
+def grok_epoch(metrics, run: int, thresh: float = GROK_THRESH) -> int | None:
+  if metrics is None or len(metrics) == 0:
+    return None
+  m = metrics[(metrics["run"] == run) & (metrics["test_loss"] < thresh)]
+  return int(m["epoch"].min()) if len(m) else None
+
+
+def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
+                    ckpt_batch: int = CKPT_BATCH, vmap_batch: int = VMAP_BATCH) -> dict:
+  """Analyses every new checkpoint of every run in `workdir`; returns {run: final record}."""
+  log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+  cfg = results.load_config(workdir)
+  runs = results.load_runs(workdir)
+  epochs = checkpoint.param_epochs(workdir)
+  if not epochs:
+    raise FileNotFoundError(f"{workdir}: no parameter checkpoints (train the sweep first)")
+  if cfg.task != "add":
+    log(f"note: task {cfg.task!r}: the Fourier measures use the a+b directions of addition")
+  os.makedirs(os.path.join(workdir, ANALYSIS), exist_ok=True)
+  p, act, last = cfg.p, cfg.model.act, epochs[-1]
+  labels = jnp.asarray(data.labels(cfg.task, p))
+  masks = {r["run"]: jnp.asarray(data.train_mask(p, r["frac_train"], r["split_seed"]))
+           for r in runs}
+
+  # 1. Key frequencies (and the final evidence) from each run's final checkpoint.
+  finals: dict[int, dict] = {}
+  arrays: dict[int, dict] = {}
+  stacked = None
+  for r in runs:
+    i = r["run"]
+    old = _read_json(_run_file(workdir, i, "_final.json"))
+    if old is not None and old.get("epoch") == last:
+      finals[i] = old
+      continue
+    if stacked is None:
+      stacked = checkpoint.load_params(workdir, last)
+    ev = _evidence(jax.tree.map(lambda t: jnp.asarray(t[i]), stacked), labels, masks[i], act=act)
+    finals[i], arrays[i] = final_record(ev), final_arrays(ev)
+    finals[i].update(run=i, epoch=last)
+  # 2. Curves: the checkpoints each run's table lacks, in batches of epochs.
+  rows: dict[int, list[dict]] = {}
+  todo: dict[int, set[int]] = {}
+  for r in runs:
+    i, key = r["run"], finals[r["run"]]["key_freqs"]
+    df = _read_csv(_run_file(workdir, i, ".csv"))
+    if df is not None and _csv_keys(df) != sorted(key):
+      log(f"run {i}: key frequencies changed to {key}; recomputing its table")
+      df = None
+    rows[i] = [] if df is None else df.to_dict("records")
+    todo[i] = set(epochs) - ({int(e) for e in df["epoch"]} if df is not None else set())
+  pending = sorted(set().union(*todo.values()))
+  fn = _dynamics_fn(act, vmap_batch)
+  t0, done = time.time(), 0
+  total = sum(len(t) for t in todo.values())
+  for b in range(0, len(pending), ckpt_batch):
+    chunk = pending[b:b + ckpt_batch]
+    loaded = [checkpoint.load_params(workdir, e) for e in chunk]
+    for r in runs:
+      i = r["run"]
+      mine = [j for j, e in enumerate(chunk) if e in todo[i]]
+      if not mine:
+        continue
+      key = finals[i]["key_freqs"]
+      params_B = jax.tree.map(lambda *ts: jnp.asarray(np.stack([t[i] for t in ts])),
+                              *[loaded[j] for j in mine])
+      out = jax.device_get(fn(params_B, labels, masks[i], jnp.asarray(key, jnp.int32)))
+      rows[i] += curve_rows(out, [chunk[j] for j in mine], key)
+      done += len(mine)
+    for r in runs:
+      if any(e in todo[r["run"]] for e in chunk):
+        _write_csv(_run_file(workdir, r["run"], ".csv"), rows[r["run"]])
+    rate = done / max(time.time() - t0, 1e-9)
+    log(f"analysis: {done}/{total} checkpoints ({rate:.1f}/s, ETA {(total - done) / rate:.0f}s)")
+  if not pending:
+    log(f"analysis: all {len(epochs)} checkpoints of {len(runs)} runs already analysed")
+  # 3. Phases, final files, summary.
+  metrics = results.load_metrics(workdir)
+  summary = []
+  for r in runs:
+    i = r["run"]
+    df = _read_csv(_run_file(workdir, i, ".csv"))
+    fin = finals[i]
+    fin["phases"] = phases.detect(df["epoch"], df["loss_test"], df["restricted_loss_all"])
+    fin["grok_epoch"] = grok_epoch(metrics, i)
+    fin.update({k: r[k] for k in ("seed", "weight_decay", "frac_train", "split_seed")})
+    results.write_json(_run_file(workdir, i, "_final.json"), fin)
+    if i in arrays:
+      np.savez(_run_file(workdir, i, "_final.npz"), **arrays[i])
+    summary.append(dict(
+        run=i, seed=r["seed"], weight_decay=r["weight_decay"], frac_train=r["frac_train"],
+        split_seed=r["split_seed"], key_freqs=" ".join(map(str, fin["key_freqs"])),
+        gini_W_E=fin["gini_W_E"], gini_W_L=fin["gini_W_L"], logit_fve=fin["logit_fve"],
+        mlp_fve_mean=fin["mlp_fve_mean"], mlp_fve_std=fin["mlp_fve_std"],
+        loss_test=fin["loss_test"], restricted_loss_all=fin["restricted_loss_all"],
+        excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"],
+        **fin["phases"], grok_epoch=fin["grok_epoch"]))
+  import pandas as pd
+  df = pd.DataFrame(summary)
+  for c in ("memorization_end", "circuit_formation_end", "cleanup_end", "grok_epoch"):
+    df[c] = df[c].astype("Int64")
+  tmp = os.path.join(workdir, ANALYSIS, "summary.csv.tmp")
+  df.to_csv(tmp, index=False)
+  os.replace(tmp, os.path.join(workdir, ANALYSIS, "summary.csv"))
+  return finals
+
+
+def _read_json(path: str) -> dict | None:
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError:
+    return None

@@ -1,0 +1,53 @@
+"""Phase boundaries from curves (grokjax/phases.py), checked on the authors' mainline curves."""
+import os
+
+from absl.testing import absltest
+import numpy as np
+
+from grokjax import analysis, phases
+
+
+class PhasesTest(absltest.TestCase):
+
+  def test_mainline_curves(self):
+    # The paper's lines (drawn by eye): 1.4k / 9.4k / 14k (SPEC §4.1).
+    with np.load(analysis.reference_path("mainline_notebook_curves.npz")) as z:
+      got = phases.detect(z["epochs"], z["test_loss"], z["restricted_loss_all"])
+    self.assertEqual(got["memorization_end"], 1400)
+    self.assertEqual(got["circuit_formation_end"], 9400)
+    self.assertAlmostEqual(got["cleanup_end"], 14000, delta=400)
+
+  def test_shared_copy_is_the_packaged_one(self):
+    shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
+                          "mainline_notebook_curves.npz")
+    if not os.path.exists(shared):
+      self.skipTest("no ../shared/reference here")
+    with np.load(shared) as a, np.load(analysis.reference_path(
+        "mainline_notebook_curves.npz")) as b:
+      for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+
+  def test_no_grokking(self):
+    e = np.arange(0, 5000, 100)
+    test = np.concatenate([np.linspace(4.7, 20, 10), np.full(40, 20.0)])
+    test[30] = 25.0  # a late spike after memorisation does not matter without a circuit
+    restricted = np.full(50, 3.0)
+    got = phases.detect(e, test, restricted)
+    self.assertEqual(got, dict(memorization_end=3000, circuit_formation_end=None,
+                               cleanup_end=None))
+
+  def test_nan_and_unsorted(self):
+    e = np.array([300, 0, 100, 200, 400, 500])
+    test = np.array([0.5, 4.0, 10.0, np.nan, 1e-6, 1e-6])
+    restricted = np.array([1e-3, 4.0, 2.0, np.nan, 1e-6, 1e-6])
+    got = phases.detect(e, test, restricted)
+    self.assertEqual(got, dict(memorization_end=100, circuit_formation_end=300, cleanup_end=400))
+
+  def test_empty_and_bad_shapes(self):
+    self.assertIsNone(phases.detect([], [], None)["memorization_end"])
+    with self.assertRaises(ValueError):
+      phases.detect([0, 1], [1.0], None)
+
+
+if __name__ == "__main__":
+  absltest.main()
