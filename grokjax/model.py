@@ -127,7 +127,7 @@ def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Arr
   """One-layer last-position logits from per-(position, token) tables.
 
   In a one-layer model the residual stream entering attention at position j depends only on
-  (j, token_j), so queries, keys and each head's OV output are small (L, V, ...) tables shared by
+  (j, token_j), so queries, keys and values are small (L, V, heads, d_head) tables shared by
   the whole batch; only the attention mixing, the MLP and the unembedding are per example.
   """
   blk = params["blocks_0"]
@@ -135,15 +135,18 @@ def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Arr
   L = tokens_BxL.shape[1]
   x0_LxVxD = params["W_E"].T[None] + params["W_pos"][:L, None]
   k_LxVxHxE = jnp.einsum("lvd,hed->lvhe", x0_LxVxD, blk["W_K"])
+  v_LxVxHxE = jnp.einsum("lvd,hed->lvhe", x0_LxVxD, blk["W_V"])
   q_VxHxE = jnp.einsum("vd,hed->vhe", x0_LxVxD[-1], blk["W_Q"])
-  W_O_HxExD = blk["W_O"].T.reshape(H, E, cfg.d_model)
-  ov_LxVxHxD = jnp.einsum("lvd,hed,hef->lvhf", x0_LxVxD, blk["W_V"], W_O_HxExD)
   pos = jnp.arange(L)
   k_BxLxHxE = k_LxVxHxE[pos, tokens_BxL]
+  v_BxLxHxE = v_LxVxHxE[pos, tokens_BxL]
   q_BxHxE = q_VxHxE[tokens_BxL[:, -1]]
-  scores_BxLxH = jnp.einsum("blhe,bhe->blh", k_BxLxHxE, q_BxHxE) / jnp.sqrt(jnp.float32(E))
+  # Tiny per-example contractions as multiply-and-sum: XLA fuses these, while a batched
+  # dot_general over (B, H) with 32-long contractions runs far slower on CPU.
+  scores_BxLxH = jnp.sum(k_BxLxHxE * q_BxHxE[:, None], -1) / jnp.sqrt(jnp.float32(E))
   pattern_BxLxH = jax.nn.softmax(scores_BxLxH, axis=1)  # last query sees every position
-  attn_BxD = jnp.einsum("blh,blhd->bd", pattern_BxLxH, ov_LxVxHxD[pos, tokens_BxL])
+  z_BxF = jnp.sum(pattern_BxLxH[..., None] * v_BxLxHxE, axis=1).reshape(-1, H * E)
+  attn_BxD = z_BxF @ blk["W_O"].T
   resid_BxD = x0_LxVxD[-1][tokens_BxL[:, -1]] + attn_BxD
   post_BxM = _act(cfg.act)(resid_BxD @ blk["W_in"].T + blk["b_in"])
   post_BxM = _dropout(post_BxM, cfg.dropout, dropout_key)
