@@ -34,6 +34,8 @@ flags.DEFINE_float("l1", 0.0, "L1 penalty coefficient added to the loss.")
 flags.DEFINE_string("loss_dtype", "float64", "Log-softmax precision: float64 (paper) or float32.")
 flags.DEFINE_integer("eval_every", 10, "Epochs between test-loss evaluations.")
 flags.DEFINE_integer("checkpoint_every", 100, "Epochs between orbax checkpoints.")
+flags.DEFINE_float("state_every_s", 30.0, "Seconds between full-state (resume) checkpoints; "
+                   "parameters are still saved every --checkpoint_every epochs.")
 
 FLAGS = flags.FLAGS
 
@@ -106,6 +108,8 @@ def resolve_flagfiles(argv: list[str]) -> list[str]:
 def run(main):
   """absl app.run with shipped-flagfile lookup and ConfigError turned into a clean exit."""
   def wrapped(argv):
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from grokjax.config import ConfigError
     try:
       return main(argv)
@@ -123,7 +127,7 @@ def main(argv):
     raise ConfigError("--workdir: required (the directory to write or resume)")
   cfg = config_from_flags()
   from grokjax import sweep
-  status = sweep.run_sweep(cfg, FLAGS.workdir)
+  status = sweep.run_sweep(cfg, FLAGS.workdir, state_every_s=FLAGS.state_every_s)
   print(f"{status}: {FLAGS.workdir}")
   return 0
 

@@ -141,8 +141,14 @@ def _range(x: np.ndarray) -> str:
 
 
 def run_sweep(cfg: Config, workdir: str, *, log: Callable[[str], None] | None = None,
-              devices: list[Any] | None = None, stop_after_chunks: int | None = None) -> str:
-  """Trains (or resumes, or finds finished) the sweep in `workdir`. Returns a status word."""
+              devices: list[Any] | None = None, stop_after_chunks: int | None = None,
+              state_every_s: float = 30.0) -> str:
+  """Trains (or resumes, or finds finished) the sweep in `workdir`. Returns a status word.
+
+  Parameters are checkpointed every `checkpoint_every` epochs; the full state (for resuming) at
+  the first chunk end after `state_every_s` seconds since the last one, and at the end. A resume
+  recomputes the chunks after the newest state checkpoint, bit for bit.
+  """
   log = log or (lambda s: print(s, file=sys.stderr, flush=True))
   sw = Sweep(cfg, devices)
   prepare_workdir(cfg, workdir, sw.runs)
@@ -165,14 +171,17 @@ def run_sweep(cfg: Config, workdir: str, *, log: Callable[[str], None] | None = 
       ckpt.drop_params_after(start)
       log(f"{workdir}: resuming {len(sw.runs)} runs at epoch {start}/{total}")
     t0, epoch, last_log, chunks = time.time(), start, 0.0, 0
+    last_state = t0
     while epoch < total:
       state, metrics = sw.chunk_fn(state, sw.run_data, sw.shared)
       metrics = jax.device_get(metrics)
       epoch += every
       results.append_metrics(workdir, sw.metric_rows(metrics))
-      ckpt.save(epoch, state)
-      chunks += 1
       now = time.time()
+      save_state = epoch == total or now - last_state >= state_every_s
+      ckpt.save(epoch, state, params_only=not save_state)
+      last_state = now if save_state else last_state
+      chunks += 1
       if now - last_log > 5 or epoch == total:
         rate = (epoch - start) / (now - t0)
         n = len(sw.runs)

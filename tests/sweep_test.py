@@ -85,7 +85,7 @@ class SweepTest(absltest.TestCase):
     args = CLI_SMALL + ["--num_epochs=1000", "--seed=0,1", "--weight_decay=1.0"]
     ref = run_cli(args + [f"--workdir={tmp}/ref"])
     self.assertEqual(ref.wait(), 0, ref.stdout.read())
-    killed = run_cli(args + [f"--workdir={tmp}/kill"])
+    killed = run_cli(args + [f"--workdir={tmp}/kill", "--state_every_s=0"])
     state_dir = os.path.join(tmp, "kill", "checkpoints", "state")
     deadline = time.time() + 240
     while time.time() < deadline:
