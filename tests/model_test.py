@@ -91,3 +91,28 @@ class ModelTest(parameterized.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class AuthorsWeightsTest(absltest.TestCase):
+
+  def test_forward_on_authors_final_weights_reproduces_their_losses(self):
+    # SPEC §5.4: the λ=0.1 run (split seed 1, frac 0.3): train 9.20e-9, test 4.99e-7.
+    import os
+    from grokjax import interop
+    path = os.path.join(os.path.dirname(interop.__file__), "reference_data",
+                        "authors_wd0.1_final_weights.npz")
+    params, mcfg = interop.load(path)
+    cfg = config.make_config(frac_train=(0.3,), split_seed=(1,))
+    self.assertEqual(mcfg, cfg.model)
+    mask = data.train_mask(113, 0.3, 1)
+    run = train.RunData(jnp.int32(0), jnp.float32(0.1), jnp.zeros(1, jnp.int32),
+                        jnp.ones(1, jnp.float32), jnp.asarray(mask))
+    shared = train.Shared(jnp.asarray(data.all_tokens(113)), jnp.asarray(data.labels("add", 113)))
+    m = jax.jit(lambda p: train.evaluate(cfg, p, run, shared))(params)
+    np.testing.assert_allclose(float(m["train_loss"]), 9.202e-9, rtol=0.01)
+    np.testing.assert_allclose(float(m["test_loss"]), 4.988e-7, rtol=0.01)
+    self.assertEqual(float(m["test_acc"]), 1.0)
+    # The plain model agrees with the fast path used for training.
+    tokens = shared.tokens[:500]
+    np.testing.assert_allclose(model.last_logits(cfg.model, params, tokens),
+                               model.apply(cfg.model, params, tokens)[:, -1], rtol=1e-4, atol=2e-3)
