@@ -45,10 +45,10 @@ def assert_same_trajectory(a, b):
   np.testing.assert_allclose(a[cols].to_numpy(), b[cols].to_numpy(), rtol=2e-2)
 
 
-def run_cli(args, env=None, **kw):
+def run_cli(args, stdout_to=None):
+  out = open(stdout_to, "w") if stdout_to else subprocess.PIPE
   return subprocess.Popen([sys.executable, "-m", "experiments.sweep", *args], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, **kw)
+                          stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 class SweepTest(absltest.TestCase):
@@ -84,8 +84,10 @@ class SweepTest(absltest.TestCase):
     tmp = tmpdir(self)
     args = CLI_SMALL + ["--num_epochs=1000", "--seed=0,1", "--weight_decay=1.0"]
     ref = run_cli(args + [f"--workdir={tmp}/ref"])
-    self.assertEqual(ref.wait(), 0, ref.stdout.read())
-    killed = run_cli(args + [f"--workdir={tmp}/kill", "--state_every_s=0"])
+    out = ref.communicate()[0]  # (reading the pipe as it fills: a full pipe would block the child)
+    self.assertEqual(ref.returncode, 0, out)
+    killed = run_cli(args + [f"--workdir={tmp}/kill", "--state_every_s=0"],
+                     stdout_to=os.path.join(tmp, "killed.log"))
     state_dir = os.path.join(tmp, "kill", "checkpoints", "state")
     deadline = time.time() + 240
     while time.time() < deadline:
@@ -112,7 +114,8 @@ class SweepTest(absltest.TestCase):
     tmp = tmpdir(self)
     args = CLI_SMALL + ["--num_epochs=100", "--seed=0,1,2", "--weight_decay=0.5,1"]
     one = run_cli(args + [f"--workdir={tmp}/one"])
-    self.assertEqual(one.wait(), 0, one.stdout.read())
+    out = one.communicate()[0]
+    self.assertEqual(one.returncode, 0, out)
     code = ("import jax, sys; assert jax.device_count() == 8, jax.devices(); "
             "sys.argv[0] = 'sweep'; from experiments import sweep; sweep.run(sweep.main)")
     eight = subprocess.run(
