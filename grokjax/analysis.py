@@ -15,6 +15,7 @@ run's table is recomputed (its key-frequency columns would be stale).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -130,6 +131,7 @@ def analyze_weights(path: str, frac_train: float, split_seed: int, task: str = "
 
 # ----------------------------------------------------------------------------- curves
 
+@functools.lru_cache(maxsize=None)
 def _dynamics_fn(act: str, batch: int):
   def many(params_B, labels, train, key_idx):
     one = lambda pr: measures.dynamics(pr, labels, train, key_idx, act)
@@ -266,9 +268,9 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
         split_seed=r["split_seed"], key_freqs=" ".join(map(str, fin["key_freqs"])),
         gini_W_E=fin["gini_W_E"], gini_W_L=fin["gini_W_L"], logit_fve=fin["logit_fve"],
         mlp_fve_mean=fin["mlp_fve_mean"], mlp_fve_std=fin["mlp_fve_std"],
-        loss_test=fin["loss_test"], restricted_loss_all=fin["restricted_loss_all"],
-        excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"],
-        **fin["phases"], grok_epoch=fin["grok_epoch"]))
+        loss_test=fin["loss_test"], **fin["phases"], grok_epoch=fin["grok_epoch"],
+        restricted_loss_all=fin["restricted_loss_all"],
+        excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"]))
   import pandas as pd
   df = pd.DataFrame(summary)
   for c in ("memorization_end", "circuit_formation_end", "cleanup_end", "grok_epoch"):
