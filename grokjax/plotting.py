@@ -306,12 +306,47 @@ def fig_attention_neuron_logits(wd: Workdir, run: int | None = None, head: int =
   key = (wd.final(run) or {}).get("key_freqs") or []
   fig, ax = _fig(1, 3, w=4.6, h=4.2)
   _heat(fig, ax[0, 0], z["attn_eq_to_a"][head], f"attention head {head}: `=` → a")
-  _heat(fig, ax[0, 1], z["neuron_acts"][neuron], f"MLP neuron {neuron} activation")
+  _heat(fig, ax[0, 1], z["neuron_acts"][neuron], f"MLP neuron {neuron}{_neuron_tag(wd, run, neuron)}")
   norms = z["logits_fourier_norms_2d"]
   _heat(fig, ax[0, 2], norms, "logits: norm of 2D Fourier components",
         xlabel="component over b", ylabel="component over a", cmap="Blues")
   _fourier_ticks(ax[0, 2], norms.shape[0], key)
   fig.suptitle(f"Fig 4: run {run} ({wd.label(run)})", fontsize=11)
+  return fig
+
+
+def _neuron_tag(wd: Workdir, run: int, j: int) -> str:
+  f = wd.final(run) or {}
+  nf, fve = f.get("neuron_freq"), f.get("neuron_fve")
+  if not nf or j >= len(nf) or fve is None or fve[j] is None:
+    return ""
+  return f" (k={nf[j]}, FVE {fve[j]:.2f})"
+
+
+def fig_attention_heads(wd: Workdir, run: int | None = None) -> Figure:
+  """Fig 9: attention from `=` to a for every head over (a, b)."""
+  run, z = _need_final(wd, run, ("attn_eq_to_a",), arrays=True)
+  attn = z["attn_eq_to_a"]
+  fits = {d["head"]: d for d in (wd.final(run) or {}).get("attention_fits") or []}
+  fig, ax = _fig(1, len(attn), w=3.8, h=3.6)
+  for h, a in enumerate(ax.flat):
+    fit = fits.get(h)
+    tag = f" (k={fit['freq']}, FVE {fit['fve']:.2f})" if fit and fit.get("fve") is not None else ""
+    _heat(fig, a, attn[h], f"head {h}{tag}")
+  fig.suptitle(f"Fig 9: attention `=` → a per head, run {run} ({wd.label(run)})", fontsize=11)
+  return fig
+
+
+def fig_neurons(wd: Workdir, run: int | None = None) -> Figure:
+  """Fig 12: activations of MLP neurons 1-4 over (a, b)."""
+  run, z = _need_final(wd, run, ("neuron_acts",), arrays=True)
+  acts = z["neuron_acts"][1:]
+  if not len(acts):
+    raise Skip(f"run {run}: neuron_acts holds only neuron 0")
+  fig, ax = _fig(1, len(acts), w=3.8, h=3.6)
+  for j, a in enumerate(ax.flat, start=1):
+    _heat(fig, a, acts[j - 1], f"neuron {j}{_neuron_tag(wd, run, j)}")
+  fig.suptitle(f"Fig 12: MLP neuron activations, run {run} ({wd.label(run)})", fontsize=11)
   return fig
 
 
@@ -636,6 +671,9 @@ FIGURES = (
                "Fig 6: loss after ablating each frequency from the logits"),
     FigureSpec("fig07_progress_measures", fig_progress_measures,
                "Fig 7: excluded/restricted loss, Gini, sum of squared weights; phases shaded"),
+    FigureSpec("fig09_attention_heads", fig_attention_heads,
+               "Fig 9: attention `=`→a for every head"),
+    FigureSpec("fig12_neurons", fig_neurons, "Fig 12: activations of MLP neurons 1–4"),
     FigureSpec("fig13_restricted_acc", fig_restricted_acc, "Fig 13: restricted accuracy"),
     FigureSpec("fig14_cos_coeffs", fig_cos_coeffs,
                "Fig 14: coefficients of cos(w_k(a+b−c)) over training"),

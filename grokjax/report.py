@@ -62,14 +62,15 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def fmt(x: Any, digits: int = 3) -> str:
+  """Readable numbers: epochs as integers with thin spaces, losses in scientific notation."""
   if x is None or (isinstance(x, float) and not math.isfinite(x)):
     return "—"
   if isinstance(x, (list, tuple)):
     return "{" + ", ".join(fmt(v, digits) for v in x) + "}"
-  if isinstance(x, (int, np.integer)):
-    return f"{int(x):,}".replace(",", " ")
   x = float(x)
-  if x == 0 or 1e-3 <= abs(x) < 1e5:
+  if x.is_integer() and abs(x) < 1e7 or 1e3 <= abs(x) < 1e7:
+    return f"{x:,.0f}".replace(",", " ")
+  if x == 0 or 1e-3 <= abs(x) < 1e3:
     return f"{x:.{digits}g}"
   return f"{x:.{digits - 1}e}"
 
@@ -196,7 +197,7 @@ def comparison_rows(wd: Workdir) -> list[list[str]]:
         fmt(f.get("excluded_loss_train")), note)
     add("Gini(W_E) / Gini(W_L)", "—", paper.GINI_NOTE,
         f"{fmt(f.get('gini_W_E'), 2)} / {fmt(f.get('gini_W_L'), 2)}", note)
-    add("Sum of squared weights", fmt(paper.SUM_SQ_WEIGHTS.value), paper.SUM_SQ_WEIGHTS.source,
+    add("Sum of squared weights", fmt(paper.SUM_SQ_WEIGHTS.value, 4), paper.SUM_SQ_WEIGHTS.source,
         fmt(f.get("sum_sq_weights"), 4), note)
     fve = f.get("neuron_fve")
     add("Neurons with single-frequency FVE > 0.85", pct(paper.NEURON_FVE_FRAC.value),
