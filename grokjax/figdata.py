@@ -177,16 +177,17 @@ class Workdir:
     return pd.DataFrame(rows)
 
   def phase_grid(self, thresh: float = paper.GROK_THRESH) -> pd.DataFrame:
-    """One row per (weight_decay, frac_train): runs, how many generalised, mean grok epoch over
-    the runs that did (NaN when none did), and the majority phase."""
+    """One row per (weight_decay, frac_train): runs, how many generalised, the mean grok epoch
+    and mean ratio over the runs that did (NaN when none did), and the cell's phase ("never"
+    when no run generalised, else by the mean ratio)."""
     t = self.grok_table(thresh)
     rows = []
     for (wd, frac), g in t.groupby(["weight_decay", "frac_train"]):
       ok = g["grokked"].dropna()
-      phases = g["phase"].value_counts()
+      ratio = float(g["ratio"].mean()) if len(ok) else math.nan
+      phase = ("never" if not len(ok) else
+               "grokking" if ratio >= paper.GROK_RATIO else "immediate")
       rows.append(dict(weight_decay=wd, frac_train=frac, n=len(g), n_grokked=len(ok),
                        mean_grok=float(ok.mean()) if len(ok) else math.nan,
-                       mean_ratio=float(g["ratio"].mean()) if len(ok) else math.nan,
-                       phase=phases.index[0] if len(phases) else "never",
-                       last_epoch=int(g["last_epoch"].max())))
+                       mean_ratio=ratio, phase=phase, last_epoch=int(g["last_epoch"].max())))
     return pd.DataFrame(rows)

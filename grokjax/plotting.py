@@ -21,6 +21,7 @@ from grokjax.figdata import Workdir
 
 TRAIN, TEST = "-", "--"
 REF_STYLE = dict(color="0.35", lw=1.0, alpha=0.8)
+REF_COLORS = ("0.2", "0.6")  # the authors' recorded curves: dark, then light grey
 PHASE_COLORS = ("#cfe2f3", "#fce5cd", "#d9ead3")
 PHASE_NAMES = ("memorization", "circuit formation", "cleanup")
 MAX_PANELS = 12
@@ -99,13 +100,14 @@ def _loss_axes(ax, title: str = "") -> None:
 
 
 def _plot_ref(ax, curves: list[paper.Curve], xmax: float | None, acc: bool = False) -> None:
-  for c in curves:
+  for i, c in enumerate(curves):
     if acc:
       continue
     for e, v, ls, part in ((c.train_epochs, c.train_loss, TRAIN, "train"),
                            (c.test_epochs, c.test_loss, TEST, "test")):
       keep = e <= xmax if xmax else slice(None)
-      ax.plot(e[keep], v[keep], ls=ls, label=f"{c.label} {part}", **REF_STYLE)
+      ax.plot(e[keep], v[keep], ls=ls, label=f"{c.label} {part}",
+              **{**REF_STYLE, "color": REF_COLORS[i % len(REF_COLORS)]})
 
 
 def _runs_losses(ax, wd: Workdir, runs: list[int], keys=("seed",), acc: bool = False) -> float:
@@ -448,6 +450,8 @@ def fig_progress_measures(wd: Workdir, run: int | None = None) -> Figure:
     if ref is not None:
       keep = ref["epochs"] <= e.max()
       a.plot(ref["epochs"][keep], ref[refkey][keep], ls="--", label="authors", **REF_STYLE)
+      for j, x in enumerate(x for x in paper.PHASES.value if x <= e.max()):
+        a.axvline(x, color="0.3", ls=":", lw=0.8, label="authors' phase ends" if j == 0 else None)
     _loss_axes(a, title)
     a.legend(fontsize=7)
   a = ax[1, 0]
@@ -619,7 +623,7 @@ def fig_phase_diagram(wd: Workdir, thresh: float = paper.GROK_THRESH) -> Figure:
     grok[i, j], ratio[i, j] = r["mean_grok"], r["mean_ratio"]
     part = "" if r["n_grokked"] == r["n"] else f"\n{r['n_grokked']}/{r['n']} runs"
     text1[i, j] = f"{r['mean_grok']:.3g}{part}"
-    text2[i, j] = f"×{r['mean_ratio']:.2g}\n{r['phase']}"
+    text2[i, j] = f"×{r['mean_ratio']:.1f}\n{r['phase']}"
   wide = len(fracs) > 6  # a wide grid stacks the two panels
   fig, ax = _fig(2 if wide else 1, 1 if wide else 2, w=0.85 * len(fracs) + 2.6,
                  h=0.55 * len(wds) + 2.0)

@@ -128,7 +128,7 @@ def grok_markdown(wd: Workdir) -> str:
   t = wd.grok_table()
   rows = [[r.run, r.seed, fmt(r.weight_decay), fmt(r.frac_train), fmt(r.memorized),
            fmt(r.grokked) if r.grokked is not None and math.isfinite(r.grokked)
-           else f"never (≤ {fmt(r.last_epoch)})", fmt(r.ratio, 2), r.phase]
+           else f"never (≤ {fmt(r.last_epoch)})", f"{r.ratio:.1f}" if math.isfinite(r.ratio) else "—", r.phase]
           for r in t.itertuples()]
   return md_table(["run", "seed", "λ", "frac", "train loss < 1e-2", "test loss < 1e-2",
                    "ratio", "phase"], rows)
