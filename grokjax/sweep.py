@@ -75,9 +75,11 @@ class Sweep:
     chunk = cfg.train.checkpoint_every
     vchunk = jax.vmap(lambda s, r, sh: train.train_chunk(cfg, s, r, sh, chunk),
                       in_axes=(0, 0, None))
-    self.chunk_fn = jax.jit(vchunk, donate_argnums=0)
+    # Outputs keep the run-axis sharding, so chunk n+1 sees chunk n's output exactly as it saw
+    # the init: one compile for the whole sweep.
+    self.chunk_fn = jax.jit(vchunk, donate_argnums=0, out_shardings=self.lane_sharding)
     veval = jax.vmap(lambda s, r, sh: train.evaluate(cfg, s.params, r, sh), in_axes=(0, 0, None))
-    self.eval_fn = jax.jit(veval)
+    self.eval_fn = jax.jit(veval, out_shardings=self.lane_sharding)
     self.init_fn = jax.jit(jax.vmap(lambda r: train.init_state(cfg, r)),
                            out_shardings=self.lane_sharding)
 
