@@ -18,6 +18,7 @@ from experiments import sweep as sweep_cli
 
 flags.DEFINE_bool("skip_sweep", False, "Do not train: analyse / plot what the workdir holds.")
 flags.DEFINE_bool("skip_analysis", False, "Do not run the analysis step.")
+flags.DEFINE_integer("dpi", 110, "Resolution of the PNG figures.")
 FLAGS = flags.FLAGS
 
 
@@ -53,7 +54,7 @@ def main(argv):
   else:
     _say(f"2/4 analysis: {run_analysis(workdir)} ({time.time() - t0:.0f}s)")
   from grokjax import report
-  manifest = report.render_figures(workdir, echo=lambda s: _say("3/4 plot: " + s))
+  manifest = report.render_figures(workdir, dpi=FLAGS.dpi, echo=lambda s: _say("3/4 plot: " + s))
   path = report.write_report(workdir, manifest)
   n = sum("file" in e for e in manifest)
   _say(f"4/4 report: {path} ({n} figures, {len(manifest) - n} skipped; {time.time() - t0:.0f}s)")

@@ -13,6 +13,11 @@ import synthetic_workdir
 from grokjax import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A few figures of each kind (metrics, final analysis, curves, sweep) keep the test fast;
+# plotting_test renders every figure.
+SPECS = tuple(s for s in report.plotting.FIGURES
+              if s.name in ("fig02_train_test", "fig03_fourier_norms", "fig07_progress_measures",
+                            "phase_diagram"))
 
 
 def _images(md: str) -> list[str]:
@@ -22,7 +27,7 @@ def _images(md: str) -> list[str]:
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
   path = synthetic_workdir.make(str(tmp_path_factory.mktemp("full")))
-  manifest = report.render_figures(path, dpi=40, echo=lambda s: None)
+  manifest = report.render_figures(path, dpi=30, specs=SPECS, echo=lambda s: None)
   report.write_report(path, manifest)
   return path
 
@@ -30,7 +35,7 @@ def full(tmp_path_factory):
 def test_report_references_only_existing_figures(full):
   md = open(os.path.join(full, "report.md")).read()
   imgs = _images(md)
-  assert len(imgs) == len(report.plotting.FIGURES)  # the synthetic workdir supports all
+  assert len(imgs) == len(SPECS)  # the synthetic workdir supports every figure
   for img in imgs:
     assert os.path.exists(os.path.join(full, img)), img
 
@@ -58,7 +63,7 @@ def test_rerun_after_losing_analysis_drops_stale_figures(tmp_path, full):
   path = str(tmp_path / "wd")
   shutil.copytree(full, path)
   shutil.rmtree(os.path.join(path, "analysis"))
-  manifest = report.render_figures(path, dpi=40, echo=lambda s: None)
+  manifest = report.render_figures(path, dpi=30, specs=SPECS, echo=lambda s: None)
   md = open(report.write_report(path, manifest)).read()
   for img in _images(md):
     assert os.path.exists(os.path.join(path, img))
@@ -75,3 +80,15 @@ def test_plot_entry_point(tmp_path):
   md = open(os.path.join(path, "report.md")).read()
   for img in _images(md):
     assert os.path.exists(os.path.join(path, img))
+
+
+def test_reproduce_entry_point_reuses_a_workdir(tmp_path):
+  """reproduce on a workdir whose training and analysis are done: plot + report only."""
+  path = synthetic_workdir.make(str(tmp_path / "wd"), wds=(1.0,), analysis=False)
+  r = subprocess.run([sys.executable, "-m", "experiments.reproduce", f"--workdir={path}",
+                      "--skip_sweep", "--skip_analysis", "--dpi=30"], cwd=ROOT, capture_output=True,
+                     text=True)
+  assert r.returncode == 0, r.stderr
+  assert "4/4 report" in r.stderr
+  md = open(os.path.join(path, "report.md")).read()
+  assert "Paper vs grokjax" in md and _images(md)
