@@ -21,9 +21,11 @@ flags.DEFINE_float("frac_train", 0.3, "With --authors_weights: the run's trainin
 flags.DEFINE_integer("split_seed", 0, "With --authors_weights: the run's split seed.")
 flags.DEFINE_string("task", "add", "With --authors_weights: the task (labels).")
 flags.DEFINE_string("out", None, "With --authors_weights: output JSON path (default: stdout).")
-flags.DEFINE_integer("ckpt_batch", 25, "With --workdir: checkpoints read per step.")
+flags.DEFINE_integer("ckpt_batch", 32, "With --workdir: checkpoints read per step.")
 flags.DEFINE_integer("vmap_batch", 1, "With --workdir: checkpoints per vmapped call "
                      "(memory grows with p²·d_mlp per checkpoint).")
+flags.DEFINE_bool("detect_per_checkpoint", False, "With --workdir: also detect each checkpoint's "
+                  "own key frequencies (columns *_detected), besides the final checkpoint's.")
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +38,8 @@ def main(argv):
   from grokjax import analysis, interop, results
   if FLAGS.workdir is not None:
     finals = analysis.analyze_workdir(FLAGS.workdir, ckpt_batch=FLAGS.ckpt_batch,
-                                      vmap_batch=FLAGS.vmap_batch)
+                                      vmap_batch=FLAGS.vmap_batch,
+                                      detect_per_checkpoint=FLAGS.detect_per_checkpoint)
     for i, f in sorted(finals.items()):
       print(f"run {i}: key freqs {f['key_freqs']}  test loss {f['loss_test']:.3g}  "
             f"phases {f['phases']}")

@@ -10,12 +10,12 @@ frequencies come in two forms:
     frequencies' directions are touched.
 Every function here jits and vmaps; none loops in Python over neurons, frequencies or checkpoints.
 
-Losses: per-example cross-entropy with a log1p form, ℓ = (max − x_y) + log1p(Σ_{i≠argmax}
-exp(x_i − max)), then float64 means. It is exact to the rounding of the logits even at ℓ ~ 1e-9
-(where a naive float32 log-softmax returns 0: the slingshot cause of SPEC §7.1), so the curves
-run it on float32 logits (≈ 10× faster than float64 exp on CPU; relative error ~1e-6 against
-a float64 log-softmax, tested); the final evidence casts the logits to float64 first, except
-for the 56-frequency ablation sweep.
+Losses: per-example cross-entropy in a log1p form that singles out the label by index
+(`ce_and_correct`): exact to the rounding of the logits even at ℓ ~ 1e-9, where a float32
+log-softmax returns 0 (the slingshot cause of SPEC §7.1). The curves therefore run it on the
+float32 logits (float64 exp is ~10x slower on CPU; the relative error against a float64
+log-softmax of the same logits is ~1e-7, tested) and every mean is taken in float64; the final
+evidence does its projections in float64.
 """
 from __future__ import annotations
 
@@ -94,8 +94,10 @@ def forward(params: Params, act: str = "relu", dtype=jnp.float32) -> dict[str, j
     return x.reshape(p * p, -1)
 
   W_in = blk["W_in"].T
-  post = _act(act)(mix(W_in, x_e @ W_in + blk["b_in"]))
-  direct = mix(W_U, (x_e + blk["b_out"]) @ W_U)
+  # The barriers keep XLA:CPU from pulling the elementwise mixes into the matmul's library
+  # fusion together with downstream reductions, which ran ~4x slower than the plain loops.
+  post = jax.lax.optimization_barrier(_act(act)(mix(W_in, x_e @ W_in + blk["b_in"])))
+  direct = jax.lax.optimization_barrier(mix(W_U, (x_e + blk["b_out"]) @ W_U))
   mlp_logits = post @ (W_U.T @ blk["W_out"]).T                         # post · W_Lᵀ
   return dict(logits=direct + mlp_logits, mlp_logits=mlp_logits, mlp_post=post,
               pattern=A_PxPxHx3.reshape(p * p, H, 3))
@@ -131,8 +133,8 @@ def ce_and_correct(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> tuple[jnp.ndarr
   different rounding without harm. Correct means x_y is strictly above every other logit.
   """
   is_y = jnp.arange(L_NxC.shape[-1]) == labels_N[:, None]
-  x_y = jnp.sum(jnp.where(is_y, L_NxC, 0.0), axis=-1, keepdims=True)
-  other = jnp.max(jnp.where(is_y, -jnp.inf, L_NxC), axis=-1, keepdims=True)
+  x_y = jnp.take_along_axis(L_NxC, labels_N[:, None], axis=-1)  # (a gather: cheaper than a
+  other = jnp.max(jnp.where(is_y, -jnp.inf, L_NxC), axis=-1, keepdims=True)  # masked sum)
   M = jnp.maximum(other - x_y, 0.0)
   rest = jnp.sum(jnp.where(is_y, 0.0, jnp.exp(L_NxC - x_y - M)), axis=-1, keepdims=True)
   loss = M.astype(F64) + jnp.log1p(jnp.expm1(-M) + rest).astype(F64)
@@ -360,10 +362,13 @@ def attention_fits(params: Params, pattern_NxHx3: jnp.ndarray) -> dict[str, jnp.
 # ----------------------------------------------------------------------------- bundles
 
 def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: jnp.ndarray,
-             act: str = "relu") -> dict[str, jnp.ndarray]:
+             act: str = "relu", train_idx: jnp.ndarray | None = None) -> dict[str, jnp.ndarray]:
   """The training-dynamics measures of one checkpoint for a fixed key set `key_idx` (int, the
   frequencies themselves): losses/accuracies, restricted and excluded loss and accuracy, the
-  per-key excluded loss, α_k, Gini(W_E), Gini(W_L) and the sums of squared weights."""
+  per-key excluded loss (train), α_k, Gini(W_E), Gini(W_L) and the sums of squared weights.
+
+  `train_idx` (optional, the indices of the True entries of `train`) lets the per-key excluded
+  losses read only the training rows: the same numbers, 1/frac_train times less work."""
   p = vocab_size(params)
   L = forward(params, act)["logits"]
   C = jnp.asarray(fourier.sum_directions(p), L.dtype)
@@ -378,12 +383,22 @@ def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: j
     m, a = split_means(loss, train), split_means(ok, train)
     out.update({f"{name}loss_{s}": m[s] for s in m})
     out.update({f"{name}acc_{s}": a[s] for s in a})
+  # Per key frequency: CE(L − c_k a_cᵀ − s_k a_sᵀ) on train, one frequency at a time (lax.map;
+  # written as two outer products, which XLA:CPU fuses into the loss loops).
+  coef_2xNxP = coef.reshape(-1, 2, coef.shape[1])
+  if train_idx is not None:
+    L_r, y_r, w_r = jnp.take(L, train_idx, axis=0), jnp.take(labels, train_idx), None
+    Ck_r = jnp.take(Ck, train_idx, axis=1).reshape(-1, 2, train_idx.shape[0])
+  else:
+    L_r, y_r, w_r = L, labels, train
+    Ck_r = Ck.reshape(-1, 2, Ck.shape[1])
 
-  def excl_one(i):
-    Ci, ai = jax.lax.dynamic_slice_in_dim(Ck, 2 * i, 2), jax.lax.dynamic_slice_in_dim(coef, 2 * i, 2)
-    return split_means(per_example_ce(L - Ci.T @ ai, labels), train)["train"]
+  def excl_one(ca):
+    c, a = ca
+    loss = per_example_ce(L_r - c[0][:, None] * a[0] - c[1][:, None] * a[1], y_r)
+    return jnp.mean(loss) if w_r is None else split_means(loss, w_r)["train"]
 
-  out["excluded_loss_train_per_freq"] = jax.lax.map(excl_one, jnp.arange(key_idx.shape[0]))
+  out["excluded_loss_train_per_freq"] = jax.lax.map(excl_one, (Ck_r, coef_2xNxP))
   F = jnp.asarray(fourier.basis(p), L.dtype)
   out["cos_coeff"] = (jnp.sum(coef[0::2] * F[2 * key_idx - 1], 1)
                       + jnp.sum(coef[1::2] * F[2 * key_idx], 1)).astype(F64) / np.sqrt(2.0)
