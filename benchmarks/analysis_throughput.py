@@ -22,7 +22,8 @@ the full excluded loss, the restricted ("trig") loss with bias correction, the c
 coefficients from the full (56, p, p, p) cosine cube, the sum of squared weights, train/test loss.
 
 Prints progress to stderr and, as its LAST stdout line, one JSON object. On a CPU shared with
-other jobs the numbers are noisy: the load averages before and after are part of the JSON.
+other jobs the wall times are noisy: the load averages before and after are part of the JSON,
+and so are the process CPU seconds (all threads), which depend less on the others' load.
 
   python benchmarks/analysis_throughput.py                 # a few minutes on 2 cores
   python benchmarks/analysis_throughput.py --n 20 --authors_ckpts 1   # quicker
@@ -67,14 +68,20 @@ def checkpoints(n: int, noise: float = 1e-3):
                             jnp.float32), params)
 
 
+CPU_S: dict[int, float] = {}  # id(fn) -> median process CPU seconds of its last timing
+
+
 def timed(fn, *args, repeats: int = 1) -> float:
-  """Median wall seconds of fn(*args) (results blocked on), after one untimed call."""
+  """Median wall seconds of fn(*args) (results blocked on), after one untimed call. The
+  process CPU seconds (all threads) are kept in CPU_S: less sensitive to other jobs' load."""
   jax.block_until_ready(fn(*args))
-  ts = []
+  ts, cs = [], []
   for _ in range(repeats):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     jax.block_until_ready(fn(*args))
     ts.append(time.perf_counter() - t0)
+    cs.append(time.process_time() - c0)
+  CPU_S[id(fn)] = statistics.median(cs)
   return statistics.median(ts)
 
 
@@ -101,8 +108,10 @@ def bench_grokjax(n: int, vmap_batch: int, evidence_n: int, repeats: int) -> dic
                       f"dynamics_{n}": compile_seconds(many, batch_n)}
   log("dynamics: compiled")
   out["dynamics_s_per_ckpt_1"] = timed(one, first, repeats=repeats)
+  out["dynamics_cpu_s_per_ckpt_1"] = CPU_S[id(one)]
   log(f"dynamics, one checkpoint: {out['dynamics_s_per_ckpt_1']:.4f} s")
   out[f"dynamics_s_per_ckpt_{n}_vmapped"] = timed(many, batch_n) / n
+  out[f"dynamics_cpu_s_per_ckpt_{n}_vmapped"] = CPU_S[id(many)] / n
   log(f"dynamics, {n} mapped (vmap batch {vmap_batch}): "
       f"{out[f'dynamics_s_per_ckpt_{n}_vmapped']:.4f} s/ckpt")
   best = min(out["dynamics_s_per_ckpt_1"], out[f"dynamics_s_per_ckpt_{n}_vmapped"])
@@ -116,6 +125,7 @@ def bench_grokjax(n: int, vmap_batch: int, evidence_n: int, repeats: int) -> dic
   out["compile_s"][f"evidence_{evidence_n}"] = compile_seconds(ev_many, batch_e)
   log("evidence: compiled")
   out["evidence_s_1"] = timed(ev_one, first, repeats=repeats)
+  out["evidence_cpu_s_1"] = CPU_S[id(ev_one)]
   log(f"evidence, one checkpoint: {out['evidence_s_1']:.3f} s")
   out[f"evidence_s_per_ckpt_{evidence_n}_mapped"] = timed(ev_many, batch_e) / evidence_n
   log(f"evidence, {evidence_n} mapped: {out[f'evidence_s_per_ckpt_{evidence_n}_mapped']:.3f} "
