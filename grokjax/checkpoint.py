@@ -73,11 +73,32 @@ def param_epochs(workdir: str) -> list[int]:
     mngr.close()
 
 
+class ParamsReader:
+  """Reads parameter checkpoints through one open orbax manager (opening one per read costs
+  ≈ 0.1 s, a read through an open one ≈ 0.015 s). Use as a context manager."""
+
+  def __init__(self, workdir: str):
+    self._mngr = _manager(workdir, PARAMS, None, read_only=True)
+
+  def epochs(self) -> list[int]:
+    return sorted(self._mngr.all_steps())
+
+  def __call__(self, epoch: int) -> Any:
+    """The stacked parameters (leading run axis) at `epoch`, as numpy arrays on the host."""
+    tree = self._mngr.restore(epoch, args=ocp.args.StandardRestore())
+    return jax.tree.map(np.asarray, tree)
+
+  def close(self) -> None:
+    self._mngr.close()
+
+  def __enter__(self) -> "ParamsReader":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
 def load_params(workdir: str, epoch: int) -> Any:
   """The stacked parameters (leading run axis) at `epoch`, as numpy arrays on the host."""
-  mngr = _manager(workdir, PARAMS, None, read_only=True)
-  try:
-    tree = mngr.restore(epoch, args=ocp.args.StandardRestore())
-  finally:
-    mngr.close()
-  return jax.tree.map(np.asarray, tree)
+  with ParamsReader(workdir) as read:
+    return read(epoch)
