@@ -137,15 +137,17 @@ def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Arr
   k_LxVxHxE = jnp.einsum("lvd,hed->lvhe", x0_LxVxD, blk["W_K"])
   v_LxVxHxE = jnp.einsum("lvd,hed->lvhe", x0_LxVxD, blk["W_V"])
   q_VxHxE = jnp.einsum("vd,hed->vhe", x0_LxVxD[-1], blk["W_Q"])
+  # Every (query token, key position, key token, head) score is one entry of a small table;
+  # each example gathers L·H scalars from it (and the backward scatters only those).
+  scores_VxLxVxH = jnp.einsum("qhe,lkhe->qlkh", q_VxHxE, k_LxVxHxE) / jnp.sqrt(jnp.float32(E))
   pos = jnp.arange(L)
-  k_BxLxHxE = k_LxVxHxE[pos, tokens_BxL]
-  v_BxLxHxE = v_LxVxHxE[pos, tokens_BxL]
-  q_BxHxE = q_VxHxE[tokens_BxL[:, -1]]
-  # Tiny per-example contractions as multiply-and-sum: XLA fuses these, while a batched
-  # dot_general over (B, H) with 32-long contractions runs far slower on CPU.
-  scores_BxLxH = jnp.sum(k_BxLxHxE * q_BxHxE[:, None], -1) / jnp.sqrt(jnp.float32(E))
+  scores_BxLxH = scores_VxLxVxH[tokens_BxL[:, -1:], pos, tokens_BxL]
   pattern_BxLxH = jax.nn.softmax(scores_BxLxH, axis=1)  # last query sees every position
-  z_BxF = jnp.sum(pattern_BxLxH[..., None] * v_BxLxHxE, axis=1).reshape(-1, H * E)
+  v_BxLxHxE = v_LxVxHxE[pos, tokens_BxL]
+  # The sum over the few key positions is unrolled: XLA:CPU lowers a length-L middle-axis
+  # reduction of this shape (and its transpose) to a slow YNNPACK fusion.
+  z_BxHxE = sum(pattern_BxLxH[:, j, :, None] * v_BxLxHxE[:, j] for j in range(L))
+  z_BxF = z_BxHxE.reshape(-1, H * E)
   attn_BxD = z_BxF @ blk["W_O"].T
   resid_BxD = x0_LxVxD[-1][tokens_BxL[:, -1]] + attn_BxD
   post_BxM = _act(cfg.act)(resid_BxD @ blk["W_in"].T + blk["b_in"])
