@@ -91,11 +91,18 @@ class Workdir:
     return sorted({r[key] for r in self.runs})
 
   def main_group(self) -> list[int]:
-    """The runs of the setting closest to the paper's mainline (λ=1, frac 0.3)."""
+    """The runs of the setting closest to the paper's mainline (λ=1, frac 0.3) among the
+    settings where some run generalised (test loss < 1e-2); any setting if none did."""
     def dist(k):
       wd, frac = k
       return (abs(math.log((wd + 1e-3) / 1.001)), abs(frac - 0.3))
-    return self.groups()[min(self.groups(), key=dist)]
+    groups = self.groups()
+    grokked = set()
+    if self.metrics is not None:
+      t = self.grok_table()
+      grokked = set(t.loc[t["grokked"].notna(), "run"])
+    ok = [k for k, runs in groups.items() if grokked & set(runs)]
+    return groups[min(ok or groups, key=dist)]
 
   def is_mainline(self, run: int) -> bool:
     r = self.run_info(run)
@@ -140,12 +147,16 @@ class Workdir:
     return pd.read_csv(path) if os.path.exists(path) else None
 
   def main_run(self) -> int | None:
-    """The analysed run shown in single-model figures: the first analysed run of the
-    mainline-like group, else the first analysed run."""
+    """The analysed run shown in single-model figures: in the main group, the first analysed
+    run that generalised, else its first analysed run, else the first analysed run."""
     analysed = self.analysed_runs()
     if not analysed:
       return None
     main = [r for r in self.main_group() if r in analysed]
+    if self.metrics is not None:
+      grokked = [r for r in main if self.first_below(r, "test_loss", paper.GROK_THRESH)
+                 is not None]
+      main = grokked or main
     return (main or analysed)[0]
 
   # --- derived quantities --------------------------------------------------------------------

@@ -144,14 +144,15 @@ def fig_train_test(wd: Workdir) -> Figure:
 
 
 def _plain_log_ticks(axis) -> None:
-  fmt = mticker.FuncFormatter(lambda v, _: f"{v:g}")
-  axis.set_major_formatter(fmt)
-  axis.set_minor_formatter(fmt)
+  """Log-axis ticks at 1, 2, 5 × 10^n written as plain numbers."""
+  axis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+  axis.set_minor_formatter(mticker.NullFormatter())
 
 
 def _panel_grid(n: int, ncols: int = 3):
   n = min(n, MAX_PANELS)
-  ncols = min(ncols, n)
+  ncols = 2 if n == 4 else min(ncols, n)
   return _fig(math.ceil(n / ncols), ncols, w=4.2, h=3.0, sharey=True)
 
 
@@ -622,7 +623,7 @@ def fig_phase_diagram(wd: Workdir, thresh: float = paper.GROK_THRESH) -> Figure:
       continue
     grok[i, j], ratio[i, j] = r["mean_grok"], r["mean_ratio"]
     part = "" if r["n_grokked"] == r["n"] else f"\n{r['n_grokked']}/{r['n']} runs"
-    text1[i, j] = f"{r['mean_grok']:.3g}{part}"
+    text1[i, j] = f"{r['mean_grok']:.0f}{part}"
     text2[i, j] = f"×{r['mean_ratio']:.1f}\n{r['phase']}"
   wide = len(fracs) > 6  # a wide grid stacks the two panels
   fig, ax = _fig(2 if wide else 1, 1 if wide else 2, w=0.85 * len(fracs) + 2.6,

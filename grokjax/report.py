@@ -217,8 +217,12 @@ def _sweep_rows(wd: Workdir) -> list[list[str]]:
   rows = []
   grid = wd.phase_grid()
   main = wd.run_info(wd.main_group()[0])
-  cell = lambda r: (f"{fmt(r['mean_grok'])} ({r['phase']})" if r["mean_grok"] is not None
-                    and math.isfinite(r["mean_grok"]) else f"never (≤ {fmt(r['last_epoch'])})")
+  def cell(r) -> str:
+    if not math.isfinite(r["mean_grok"]):
+      return f"never (≤ {fmt(r['last_epoch'])})"
+    part = "" if r["n_grokked"] == r["n"] else f"{r['n_grokked']}/{r['n']} runs, "
+    return f"{fmt(r['mean_grok'])} ({part}{r['phase']})"
+
   fr = grid[grid["weight_decay"] == main["weight_decay"]]
   if len(fr) > 1:
     note = f"p={wd.p}, λ={main['weight_decay']:g}; phase: grokking if delay ≥ ×{paper.GROK_RATIO:g}"
