@@ -301,12 +301,17 @@ def _fourier_ticks(ax, p: int, key: list[int], axis: str = "both") -> None:
 
 
 def fig_attention_neuron_logits(wd: Workdir, run: int | None = None, head: int = 0,
-                                neuron: int = 0) -> Figure:
-  """Fig 4: attention `=`→a of one head, one neuron's activation over (a, b), and the norms of
-  the logits in the 2D Fourier basis."""
+                                neuron: int | None = None) -> Figure:
+  """Fig 4: attention `=`→a of one head, one neuron's activation over (a, b) (default: the
+  best single-frequency neuron among the stored neurons 0–4; the paper shows neuron 0), and the
+  norms of the logits in the 2D Fourier basis."""
   run, z = _need_final(wd, run, ("attn_eq_to_a", "neuron_acts", "logits_fourier_norms_2d"),
                        arrays=True)
   key = (wd.final(run) or {}).get("key_freqs") or []
+  if neuron is None:
+    fve = (wd.final(run) or {}).get("neuron_fve") or []
+    fve = [x if x is not None else -1.0 for x in fve[:len(z["neuron_acts"])]]
+    neuron = int(np.argmax(fve)) if fve else 0
   fig, ax = _fig(1, 3, w=4.6, h=4.2)
   _heat(fig, ax[0, 0], z["attn_eq_to_a"][head], f"attention head {head}: `=` → a")
   _heat(fig, ax[0, 1], z["neuron_acts"][neuron], f"MLP neuron {neuron}{_neuron_tag(wd, run, neuron)}")
