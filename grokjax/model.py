@@ -144,10 +144,12 @@ def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Arr
   scores_BxLxH = scores_VxLxVxH[tokens_BxL[:, -1:], pos, tokens_BxL]
   pattern_BxLxH = jax.nn.softmax(scores_BxLxH, axis=1)  # last query sees every position
   v_BxLxHxE = v_LxVxHxE[pos, tokens_BxL]
-  # The sum over the few key positions is unrolled: XLA:CPU lowers a length-L middle-axis
-  # reduction of this shape (and its transpose) to a slow YNNPACK fusion.
-  z_BxHxE = sum(pattern_BxLxH[:, j, :, None] * v_BxLxHxE[:, j] for j in range(L))
-  z_BxF = z_BxHxE.reshape(-1, H * E)
+  # z = Σ_j pattern_j · v_j with each head's weight spread over its d_head lanes by a 0/1 matmul
+  # and the few key positions unrolled: written as broadcasts and reductions instead, XLA:CPU
+  # lowers the backward pass to slow YNNPACK reductions (3× slower steps under vmap).
+  spread_HxF = jnp.repeat(jnp.eye(H, dtype=jnp.float32), E, axis=1)
+  v_BxLxF = v_BxLxHxE.reshape(*v_BxLxHxE.shape[:2], H * E)
+  z_BxF = sum((pattern_BxLxH[:, j] @ spread_HxF) * v_BxLxF[:, j] for j in range(L))
   attn_BxD = z_BxF @ blk["W_O"].T
   resid_BxD = x0_LxVxD[-1][tokens_BxL[:, -1]] + attn_BxD
   post_BxM = _act(cfg.act)(resid_BxD @ blk["W_in"].T + blk["b_in"])
