@@ -292,10 +292,11 @@ def _heat(fig, ax, z, title, xlabel="b", ylabel="a", cmap="viridis", **kw):
 
 
 def _fourier_ticks(ax, p: int, key: list[int], axis: str = "both") -> None:
-  labels = fourier_labels(p)
-  ticks = [0] + [i for kk in key for i in (2 * kk - 1, 2 * kk)]
+  """Ticks at the constant and between the cos k / sin k rows of each key frequency k."""
+  ticks = [0.0] + [2 * kk - 0.5 for kk in key]
+  labels = ["const"] + [f"cos/sin {kk}" for kk in key]
   for which in ("x", "y") if axis == "both" else (axis,):
-    getattr(ax, f"set_{which}ticks")(ticks, [labels[t] for t in ticks], fontsize=6)
+    getattr(ax, f"set_{which}ticks")(ticks, labels, fontsize=7)
   if axis in ("both", "x"):
     ax.tick_params(axis="x", labelrotation=90)
 
