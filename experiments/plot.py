@@ -18,6 +18,10 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import os
+  if not os.path.exists(os.path.join(FLAGS.workdir, "config.json")):
+    raise app.UsageError(f"--workdir={FLAGS.workdir}: no config.json there (not a sweep's "
+                         "workdir; train one with experiments.sweep)")
   from grokjax import report
   manifest = report.render_figures(FLAGS.workdir, dpi=FLAGS.dpi)
   print(f"wrote {report.write_report(FLAGS.workdir, manifest)}")
