@@ -136,6 +136,29 @@ def grok_markdown(wd: Workdir) -> str:
                    "ratio", "phase"], rows)
 
 
+def phase_grid_markdown(wd: Workdir) -> str:
+  """The phase diagram as a table: λ rows × data-fraction columns, mean grok epoch and phase."""
+  if wd.metrics is None:
+    return "_No metrics yet._"
+  g = wd.phase_grid()
+  fracs = sorted(g["frac_train"].unique())
+  rows = []
+  for wdv, sub in g.groupby("weight_decay"):
+    cells = {r["frac_train"]: r for _, r in sub.iterrows()}
+    row = [f"λ = {wdv:g}"]
+    for f in fracs:
+      r = cells.get(f)
+      if r is None:
+        row.append("")
+      elif not math.isfinite(r["mean_grok"]):
+        row.append(f"never (≤ {fmt(r['last_epoch'])})")
+      else:
+        part = "" if r["n_grokked"] == r["n"] else f", {r['n_grokked']}/{r['n']} runs"
+        row.append(f"{fmt(r['mean_grok'])} ({r['phase']}, ×{r['mean_ratio']:.1f}{part})")
+    rows.append(row)
+  return md_table(["weight decay"] + [f"frac {f:g}" for f in fracs], rows)
+
+
 # --- paper vs grokjax -----------------------------------------------------------------------------
 
 def _main_stats(wd: Workdir) -> dict[str, Any]:
@@ -297,6 +320,10 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
       skipped.append(e)
   parts += ["## Tables", "", "### Table 1", "", table1_markdown(wd), "",
             "### Table 5", "", table5_markdown(wd), "",
+            "### Grokking phase diagram", "",
+            "Epoch at which test loss first falls below 1e-2 (mean over the runs of a cell that "
+            "got there), the phase and the mean delay ratio (grok epoch / epoch of train loss "
+            "< 1e-2).", "", phase_grid_markdown(wd), "",
             "### Grokking per run", "",
             "Phase: *never* (test loss never < 1e-2), *grokking* (test loss < 1e-2 at least "
             f"×{paper.GROK_RATIO:g} later than train loss; calibrated on the authors' "

@@ -57,6 +57,8 @@ def test_tables_render(full):
   t5 = report.table5_markdown(wd)
   assert t5.count("\n") == 1 + len(wd.analysed_runs())
   assert "never" in report.grok_markdown(wd)
+  grid = report.phase_grid_markdown(wd)
+  assert "λ = 0 | never" in grid and "frac 0.6" in grid
 
 
 def test_rerun_after_losing_analysis_drops_stale_figures(tmp_path, full):
