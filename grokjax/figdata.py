@@ -56,16 +56,8 @@ class Workdir:
   @functools.cached_property
   def metrics(self) -> pd.DataFrame | None:
     """metrics.jsonl as a DataFrame (null -> NaN), or None when absent or empty."""
-    path = self._p("metrics.jsonl")
-    if not os.path.exists(path):
-      return None
-    rows = []
-    with open(path) as f:
-      for line in f:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          break
+    from grokjax.results import read_metrics_rows  # plain-file loader, no training code
+    rows = read_metrics_rows(self.path)
     if not rows:
       return None
     df = pd.DataFrame(rows)
