@@ -53,22 +53,22 @@ def transform_1d(x: jnp.ndarray, axis: int = 0) -> jnp.ndarray:
   return jnp.moveaxis(jnp.tensordot(F, x, axes=1), 0, axis)
 
 
-def transform_2d(T_NxM: jnp.ndarray, p: int) -> jnp.ndarray:
-  """T̂[f·p+g, m] = Σ_{a,b} F[f,a] F[g,b] T[a·p+b, m] (rows in grid order, any trailing axes)."""
-  F = _const(basis(p), T_NxM.dtype)
+def _along_both_axes(T_NxM: jnp.ndarray, M_pxp: jnp.ndarray, p: int) -> jnp.ndarray:
+  """Applies M (p×p) along the a axis and the b axis of grid-ordered rows (any trailing axes)."""
   T = T_NxM.reshape(p, p, -1)
-  out = jnp.einsum("fa,abm->fbm", F, T)
-  out = jnp.einsum("gb,fbm->fgm", F, out)
+  out = jnp.einsum("fa,abm->fbm", M_pxp, T)
+  out = jnp.einsum("gb,fbm->fgm", M_pxp, out)
   return out.reshape(T_NxM.shape)
 
 
+def transform_2d(T_NxM: jnp.ndarray, p: int) -> jnp.ndarray:
+  """T̂[f·p+g, m] = Σ_{a,b} F[f,a] F[g,b] T[a·p+b, m] (rows in grid order, any trailing axes)."""
+  return _along_both_axes(T_NxM, _const(basis(p), T_NxM.dtype), p)
+
+
 def inverse_2d(That_NxM: jnp.ndarray, p: int) -> jnp.ndarray:
-  """Inverse of transform_2d (F is orthogonal)."""
-  F = _const(basis(p), That_NxM.dtype)
-  T = That_NxM.reshape(p, p, -1)
-  out = jnp.einsum("fa,fgm->agm", F, T)
-  out = jnp.einsum("gb,agm->abm", F, out)
-  return out.reshape(That_NxM.shape)
+  """Inverse of transform_2d (F is orthogonal, so its inverse is Fᵀ)."""
+  return _along_both_axes(That_NxM, _const(basis(p), That_NxM.dtype).T, p)
 
 
 def per_freq_norms(c: jnp.ndarray) -> jnp.ndarray:

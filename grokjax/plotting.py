@@ -515,15 +515,20 @@ def _key_columns(c, prefix: str) -> list[tuple[int, str]]:
   return sorted(cols)
 
 
+def _per_key_axes(wd: Workdir, run: int | None, prefix: str, needed: tuple[str, ...]):
+  """(run, curves, [(k, column)], figure, axes with phases shaded) for a per-key-frequency plot."""
+  run, c, phases = _curve_and_phases(wd, run, needed)
+  cols = _key_columns(c, prefix)
+  if not cols:
+    raise Skip(f"run {run}: analysis csv has no {prefix}* columns")
+  fig, ax = _fig(1, 1, w=6.5, h=3.8)
+  shade_phases(ax[0, 0], phases)
+  return run, c, cols, fig, ax[0, 0]
+
+
 def fig_cos_coeffs(wd: Workdir, run: int | None = None) -> Figure:
   """Fig 14: coefficients of cos(w_k(a+b−c)) in the logits over training, k ∈ key freqs."""
-  run, c, phases = _curve_and_phases(wd, run, ())
-  cols = _key_columns(c, "cos_coeff_k")
-  if not cols:
-    raise Skip(f"run {run}: analysis csv has no cos_coeff_k* columns")
-  fig, ax = _fig(1, 1, w=6.5, h=3.8)
-  a = ax[0, 0]
-  shade_phases(a, phases)
+  run, c, cols, fig, a = _per_key_axes(wd, run, "cos_coeff_k", ())
   for i, (k, col) in enumerate(cols):
     a.plot(c["epoch"], c[col], color=_color(i), label=f"k = {k}")
   a.set(xlabel="epoch", ylabel="coefficient of cos(w_k(a+b−c))")
@@ -534,13 +539,7 @@ def fig_cos_coeffs(wd: Workdir, run: int | None = None) -> Figure:
 
 def fig_excluded_per_freq(wd: Workdir, run: int | None = None) -> Figure:
   """Fig 15: excluded loss (train) of each key frequency alone, with train and test loss."""
-  run, c, phases = _curve_and_phases(wd, run, ("loss_train", "loss_test"))
-  cols = _key_columns(c, "excluded_loss_train_k")
-  if not cols:
-    raise Skip(f"run {run}: analysis csv has no excluded_loss_train_k* columns")
-  fig, ax = _fig(1, 1, w=6.5, h=3.8)
-  a = ax[0, 0]
-  shade_phases(a, phases)
+  run, c, cols, fig, a = _per_key_axes(wd, run, "excluded_loss_train_k", ("loss_train", "loss_test"))
   a.plot(c["epoch"], c["loss_train"], color="k", label="train")
   a.plot(c["epoch"], c["loss_test"], color="k", ls="--", label="test")
   for i, (k, col) in enumerate(cols):
