@@ -38,6 +38,8 @@ SUM_SQ_WEIGHTS = Number(955.5, "SPEC §4.1 [NB-OUT] (epoch 39 900; 1783.4 at ini
 NEURON_FVE_FRAC = Number(0.846, "SPEC §3.10, §4.1 [PAPER*] (433/512 neurons FVE > 0.85)")
 TABLE1_FVE = Number([0.932, 0.935, 0.968, 0.965, 0.970, 0.970, 0.964, 0.964, 0.974, 0.982],
                     "SPEC §4.1 [PAPER] (paper Table 1; row order UNVERIFIED)")
+TABLE2_ATTENTION = Number([(0, 35, 0.9903), (1, 42, 0.9849), (2, 52, 0.9907), (3, 42, 0.9791)],
+                          "SPEC §3.14 [PAPER*] (paper Table 2: head, frequency, FVE)")
 LOGIT_FVE = Number(0.95, "SPEC §3.7, §4.1 [PAPER*] (paper §4.2)")
 W_L_RESIDUAL = Number(0.0055, "SPEC §3.12, §4.1 [PAPER*] (\"under 0.55 %\"; norm vs squared UNVERIFIED)")
 GINI_NOTE = ("no mainline value in the paper (SPEC §8); Table 5 generalising models: "

@@ -98,6 +98,58 @@ def table1_markdown(wd: Workdir, run: int | None = None) -> str:
           f"initialisation, so rows match by position only:\n\n{ref}")
 
 
+def table2_markdown(wd: Workdir, run: int | None = None) -> str:
+  """Table 2: each head's attention `=`→a as one wave, and its score lookup C_h fitted by one
+  wave α cos(w_k t) + β sin(w_k t) (SPEC §3.14)."""
+  run = wd.main_run() if run is None else run
+  f = wd.final(run) if run is not None else None
+  if not f or not f.get("attention_fits"):
+    return "_Table 2 skipped: no analysed run with `attention_fits`._"
+  rows = [[a["head"], a["freq"], pct(a["fve"]), a.get("score_freq", "—"),
+           fmt(a.get("score_cos")), fmt(a.get("score_sin")), pct(a.get("score_fve"))]
+          for a in f["attention_fits"]]
+  ours = md_table(["head", "k (pattern)", "pattern FVE", "k (score C_h)", "α (cos)", "β (sin)",
+                   "score FVE"], rows)
+  ref = md_table(["head", "k", "FVE (paper)"],
+                 [[h, k, pct(v)] for h, k, v in paper.TABLE2_ATTENTION.value])
+  return (f"Run {run} ({wd.label(run)}):\n\n{ours}\n\nPaper, mainline model "
+          f"({paper.TABLE2_ATTENTION.source}); frequencies depend on the initialisation:\n\n{ref}")
+
+
+def _other_runs(wd: Workdir) -> list[int]:
+  """Analysed runs other than the main one (the paper's 'other seeds')."""
+  main = wd.main_run()
+  return [r for r in wd.analysed_runs() if r != main]
+
+
+def table3_markdown(wd: Workdir) -> str:
+  """Table 3: the Table-1 FVEs (u_kᵀMLP, v_kᵀMLP by one cos/sin(w_k(a+b))) of every other run."""
+  runs = [r for r in _other_runs(wd) if (wd.final(r) or {}).get("table1_fve")]
+  if not runs:
+    return "_Table 3 skipped: no analysed run besides the main one._"
+  rows = []
+  for run in runs:
+    by_k: dict[int, dict[str, float]] = {}
+    for e in wd.final(run)["table1_fve"]:
+      by_k.setdefault(e["k"], {})[e["kind"]] = e["fve"]
+    rows += [[run, wd.label(run), k, pct(v.get("cos")), pct(v.get("sin"))]
+             for k, v in sorted(by_k.items())]
+  return md_table(["run", "setting", "k", "FVE cos", "FVE sin"], rows)
+
+
+def table4_markdown(wd: Workdir) -> str:
+  """Table 4: test loss, with the key frequencies removed (excluded) and with only them kept
+  (restricted), per analysed run (SPEC §3.13; the paper's values were not recovered)."""
+  runs = wd.analysed_runs()
+  if not runs:
+    return "_Table 4 skipped: no analysed runs._"
+  rows = [[run, wd.label(run), f.get("key_freqs"), fmt(f.get("loss_test")),
+           fmt(f.get("excluded_loss_test")), fmt(f.get("restricted_loss_test"))]
+          for run in runs for f in [wd.final(run)]]
+  return md_table(["run", "setting", "key freqs", "test loss", "key freqs removed",
+                   "only key freqs kept"], rows)
+
+
 def table5_markdown(wd: Workdir) -> str:
   """Table 5 for every analysed run, with the paper's row for the same data fraction."""
   runs = wd.analysed_runs()
@@ -319,6 +371,10 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
     else:
       skipped.append(e)
   parts += ["## Tables", "", "### Table 1", "", table1_markdown(wd), "",
+            "### Table 2", "", table2_markdown(wd), "",
+            "### Table 3 (other runs)", "", table3_markdown(wd), "",
+            "### Table 4", "", "The paper's Table 4 values were not recovered (SPEC §8).", "",
+            table4_markdown(wd), "",
             "### Table 5", "", table5_markdown(wd), "",
             "### Grokking phase diagram", "",
             "Epoch at which test loss first falls below 1e-2 (mean over the runs of a cell that "

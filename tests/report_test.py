@@ -54,6 +54,13 @@ def test_paper_vs_grokjax_rows_cite_sources(full):
 def test_tables_render(full):
   wd = report.Workdir(full)
   assert "FVE (paper)" in report.table1_markdown(wd)
+  assert "FVE (paper)" in report.table2_markdown(wd) and "99.0" in report.table2_markdown(wd)
+  others = [r for r in wd.analysed_runs() if r != wd.main_run()]
+  assert others  # the synthetic workdir has several analysed runs
+  t3 = report.table3_markdown(wd)
+  assert t3.count("\n") == 1 + sum(len(wd.final(r)["table1_fve"]) // 2 for r in others)
+  t4 = report.table4_markdown(wd)
+  assert t4.count("\n") == 1 + len(wd.analysed_runs()) and "key freqs removed" in t4
   t5 = report.table5_markdown(wd)
   assert t5.count("\n") == 1 + len(wd.analysed_runs())
   assert "never" in report.grok_markdown(wd)
