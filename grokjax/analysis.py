@@ -106,9 +106,20 @@ def final_record(ev: dict[str, Any]) -> dict[str, Any]:
   return rec
 
 
+FINAL_ARRAYS = ("attn_eq_to_a", "neuron_acts", "logits_fourier_norms_2d", "W_L_hat", "neuron_freq",
+                "attn_score_hat", "attn_ov_fourier_norms")
+
+
+def _has_final_arrays(path: str) -> bool:
+  """Whether a run's _final.npz holds every array this version writes (older analyses lack some)."""
+  if not os.path.exists(path):
+    return False
+  with np.load(path) as z:
+    return all(k in z.files for k in FINAL_ARRAYS)
+
+
 def final_arrays(ev: dict[str, Any]) -> dict[str, np.ndarray]:
-  return {k: np.asarray(ev[k]) for k in ("attn_eq_to_a", "neuron_acts",
-                                         "logits_fourier_norms_2d", "W_L_hat", "neuron_freq")}
+  return {k: np.asarray(ev[k]) for k in FINAL_ARRAYS}
 
 
 def analyze_weights(path: str, frac_train: float, split_seed: int, task: str = "add",
@@ -229,7 +240,8 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
   for r in runs:
     i = r["run"]
     old = _read_json(_run_file(workdir, i, "_final.json"))
-    if old is not None and old.get("epoch") == last:
+    if (old is not None and old.get("epoch") == last
+        and _has_final_arrays(_run_file(workdir, i, "_final.npz"))):
       finals[i] = old
       continue
     if stacked is None:

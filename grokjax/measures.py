@@ -335,7 +335,9 @@ def neuron_degree2_ablation(L: jnp.ndarray, post_hat: jnp.ndarray, fve_KxM: jnp.
 def attention_fits(params: Params, pattern_NxHx3: jnp.ndarray) -> dict[str, jnp.ndarray]:
   """Single-frequency fits per head (SPEC §3.14).
 
-  score_*: C_h[t] = x₂ᵀ W_Q[h]ᵀ W_K[h] W_E[:, t] fitted by α cos(w_k t) + β sin(w_k t) + const;
+  score_*: C_h[t] = x₂ᵀ W_Q[h]ᵀ W_K[h] W_E[:, t] fitted by α cos(w_k t) + β sin(w_k t) + const
+  (score_hat: all of C_h's Fourier coefficients, Fig 10);
+  ov_fourier_norms: Fourier norms of each head's OV output over the token at position 0 (Fig 11);
   freq/fve: the attention `=`→a over (a, b) fitted by const + cos/sin(w_k a) + cos/sin(w_k b)
   (the linearised sigmoid of App. C.1.3, Table 2).
   """
@@ -353,7 +355,15 @@ def attention_fits(params: Params, pattern_NxHx3: jnp.ndarray) -> dict[str, jnp.
   A_hat = A_hat.at[0, 0].set(0.0) ** 2
   lin = (A_hat[0, 1::2] + A_hat[0, 2::2] + A_hat[1::2, 0] + A_hat[2::2, 0])  # (K, H)
   a_fve = lin / jnp.sum(A_hat, axis=(0, 1))
+  # Fig 11: each head's OV output for token a at position 0, W_O^h W_V^h (W_E[:, a] + W_pos[0]),
+  # in the Fourier basis over a; norms over d_model.
+  H, E, _ = blk["W_V"].shape
+  x_a = W_E[:, :p] + params["W_pos"][0].astype(F64)[:, None]
+  ov_HxDxP = jnp.einsum("fhe,hed,dt->hft", blk["W_O"].astype(F64).reshape(-1, H, E),
+                        blk["W_V"].astype(F64), x_a)
+  ov_norms = jnp.linalg.norm(fourier.transform_1d(ov_HxDxP, axis=2), axis=1)
   return dict(freq=jnp.argmax(a_fve, axis=0) + 1, fve=jnp.max(a_fve, axis=0),
+              score_hat=c_hat, ov_fourier_norms=ov_norms,
               score_freq=s_k + 1, score_fve=jnp.max(s_fve, axis=1),
               score_cos=jnp.take_along_axis(c_hat[:, 1::2], s_k[:, None], 1)[:, 0] * scale,
               score_sin=jnp.take_along_axis(c_hat[:, 2::2], s_k[:, None], 1)[:, 0] * scale)

@@ -359,6 +359,66 @@ def fig_neurons(wd: Workdir, run: int | None = None) -> Figure:
   return fig
 
 
+def fig_interference(wd: Workdir, run: int | None = None) -> Figure:
+  """Fig 8 (App. B): constructive interference. Each key frequency's wave cos(w_k x) peaks at
+  x = 0 (i.e. c = a + b) but also elsewhere; their sum peaks only at x = 0."""
+  run, f = _need_final(wd, run, ("key_freqs",))
+  key, p = f["key_freqs"], wd.p
+  if not key:
+    raise Skip(f"run {run}: no key frequencies")
+  x = np.arange(p)
+  fine = np.linspace(0, p - 1, 20 * p)
+  fig, ax = _fig(1, 2, w=6.0)
+  for i, k in enumerate(key):
+    ax[0, 0].plot(fine, np.cos(2 * np.pi * k * fine / p), color=_color(i), lw=0.8,
+                  label=f"cos(w_{k} x)")
+  total = sum(np.cos(2 * np.pi * k * x / p) for k in key)
+  ax[0, 1].plot(x, total, "k.-", lw=0.8, ms=3, label="Σ_k cos(w_k x)")
+  ax[0, 1].axhline(len(key), color="0.6", ls=":", lw=1, label=f"{len(key)} (all in phase)")
+  ax[0, 0].set(xlabel="x = a + b − c (mod p)", ylabel="wave", title="each key frequency alone")
+  ax[0, 1].set(xlabel="x = a + b − c (mod p)", ylabel="sum",
+               title="their sum: one peak, at x = 0")
+  for a in ax.flat:
+    a.title.set_fontsize(10)
+    a.legend(fontsize=7, loc="lower right")
+  fig.suptitle(f"Fig 8: constructive interference of the key frequencies {key}, run {run} "
+               f"({wd.label(run)})", fontsize=11)
+  return fig
+
+
+def fig_attention_scores(wd: Workdir, run: int | None = None) -> Figure:
+  """Fig 10: each head's attention-score lookup C_h[t] = x_=ᵀ W_Qᵀ W_K W_E[:, t] in the Fourier
+  basis: one frequency dominates each head (its single-wave fit is Table 2)."""
+  run, z = _need_final(wd, run, ("attn_score_hat",), arrays=True)
+  fits = {d["head"]: d for d in (wd.final(run) or {}).get("attention_fits") or []}
+  c_hat = np.abs(z["attn_score_hat"])
+  fig, ax = _fig(1, len(c_hat), w=3.8, h=3.2)
+  for h, a in enumerate(ax.flat):
+    fit = fits.get(h) or {}
+    k = fit.get("score_freq")
+    tag = (f": k={k}, FVE {fit['score_fve']:.2f}"
+           if k is not None and fit.get("score_fve") is not None else "")
+    _freq_bars(a, c_hat[h], [k] if k else [], f"head {h}{tag}")
+    a.set_ylabel("|Fourier coefficient|")
+  fig.suptitle(f"Fig 10: attention score C_h over the key token, Fourier basis, run {run} "
+               f"({wd.label(run)})", fontsize=11)
+  return fig
+
+
+def fig_ov_circuits(wd: Workdir, run: int | None = None) -> Figure:
+  """Fig 11: each head's OV output W_O^h W_V^h (W_E[:, a] + W_pos[0]) in the Fourier basis over
+  a (norms over d_model): the heads pass on the key frequencies."""
+  run, z = _need_final(wd, run, ("attn_ov_fourier_norms",), arrays=True)
+  key = (wd.final(run) or {}).get("key_freqs") or []
+  ov = z["attn_ov_fourier_norms"]
+  fig, ax = _fig(1, len(ov), w=3.8, h=3.2)
+  for h, a in enumerate(ax.flat):
+    _freq_bars(a, ov[h], key, f"head {h}")
+  fig.suptitle(f"Fig 11: OV circuit output per head in the Fourier basis (key freqs {key}), "
+               f"run {run} ({wd.label(run)})", fontsize=11)
+  return fig
+
+
 def _cluster_freq(f: dict, z: dict) -> tuple[int, np.ndarray, str]:
   """A frequency cluster to show: the smallest key frequency with neurons of FVE > 0.85 (the
   paper shows k = 14), else the most common neuron frequency (whatever the FVE)."""
@@ -681,8 +741,14 @@ FIGURES = (
                "Fig 6: loss after ablating each frequency from the logits"),
     FigureSpec("fig07_progress_measures", fig_progress_measures,
                "Fig 7: excluded/restricted loss, Gini, sum of squared weights; phases shaded"),
+    FigureSpec("fig08_interference", fig_interference,
+               "Fig 8: constructive interference of the key frequencies"),
     FigureSpec("fig09_attention_heads", fig_attention_heads,
                "Fig 9: attention `=`→a for every head"),
+    FigureSpec("fig10_attention_scores", fig_attention_scores,
+               "Fig 10: attention score lookup per head in the Fourier basis"),
+    FigureSpec("fig11_ov_circuits", fig_ov_circuits,
+               "Fig 11: OV circuit output per head in the Fourier basis"),
     FigureSpec("fig12_neurons", fig_neurons, "Fig 12: activations of MLP neurons 1–4"),
     FigureSpec("fig13_restricted_acc", fig_restricted_acc, "Fig 13: restricted accuracy"),
     FigureSpec("fig14_cos_coeffs", fig_cos_coeffs,

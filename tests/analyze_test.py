@@ -149,7 +149,8 @@ class AnalyzeWorkdirTest(absltest.TestCase):
         shapes = {n: z[n].shape for n in z.files}
       self.assertEqual(shapes, dict(attn_eq_to_a=(HEADS, P, P), neuron_acts=(5, P, P),
                                     logits_fourier_norms_2d=(P, P), W_L_hat=(P, D_MLP),
-                                    neuron_freq=(D_MLP,)))
+                                    neuron_freq=(D_MLP,), attn_score_hat=(HEADS, P),
+                                    attn_ov_fourier_norms=(HEADS, P)))
 
   def test_summary(self):
     s = pd.read_csv(self._a("summary.csv"))
@@ -181,6 +182,21 @@ class IncrementalTest(absltest.TestCase):
     logs = []
     analysis.analyze_workdir(path, log=logs.append)
     self.assertTrue(any("already analysed" in l for l in logs), logs)
+
+  def test_older_final_arrays_are_completed(self):
+    """A final .npz written by an older version (fewer arrays) is recomputed; the curves are not."""
+    path = _tmp(self)
+    _make_workdir(path)
+    analysis.analyze_workdir(path, log=lambda s: None)
+    npz = os.path.join(path, "analysis", "run_0000_final.npz")
+    with np.load(npz) as z:
+      old = {n: z[n] for n in z.files if n != "attn_ov_fourier_norms"}
+    np.savez(npz, **old)
+    logs = []
+    analysis.analyze_workdir(path, log=logs.append)
+    self.assertTrue(any("already analysed" in l for l in logs), logs)
+    with np.load(npz) as z:
+      self.assertIn("attn_ov_fourier_norms", z.files)
 
   def test_changed_key_frequencies_recompute_the_table(self):
     path = _tmp(self)

@@ -97,6 +97,33 @@ class PlantedTest(absltest.TestCase):
     key = measures.key_freqs_neuron_rule(jnp.asarray(acts), P)
     self.assertEqual(list(np.flatnonzero(np.asarray(key)) + 1), [1, 2, 3, 5, 6])
 
+  def test_planted_attention_and_ov_frequencies(self):
+    """W_E with only frequency k: every head's score lookup C_h and OV output live on k."""
+    params, _ = _small_params(2)
+    k = 3
+    F = fourier.basis(P)
+    rng = np.random.default_rng(2)
+    W_E = np.asarray(params["W_E"]).copy()
+    W_E[:, :P] = np.outer(rng.normal(size=16), F[2 * k - 1]) + np.outer(rng.normal(size=16), F[2 * k])
+    params["W_E"] = jnp.asarray(W_E, jnp.float32)
+    params["W_pos"] = jnp.zeros_like(params["W_pos"])  # no constant term from the position
+    fw = measures.forward(params)
+    fits = jax.jit(measures.attention_fits)(params, fw["pattern"])
+    ov, hat = np.asarray(fits["ov_fourier_norms"]), np.asarray(fits["score_hat"])
+    self.assertEqual(ov.shape, (4, P))
+    self.assertEqual(hat.shape, (4, P))
+    others = np.ones(P, bool)
+    others[[2 * k - 1, 2 * k]] = False
+    np.testing.assert_allclose(ov[:, others], 0.0, atol=1e-5)
+    np.testing.assert_allclose(hat[:, others], 0.0, atol=1e-5)
+    self.assertTrue(np.all(ov[:, 2 * k - 1] + ov[:, 2 * k] > 1e-3))
+    self.assertEqual(list(np.asarray(fits["score_freq"])), [k] * 4)
+    # The OV spectrum is the norm of each head's output W_O^h W_V^h W_E[:, a] in the basis.
+    blk = params["blocks_0"]
+    W_O = np.asarray(blk["W_O"], np.float64).reshape(16, 4, 4)
+    ov0 = W_O[:, 0] @ np.asarray(blk["W_V"], np.float64)[0] @ W_E[:, :P]
+    np.testing.assert_allclose(ov[0], np.linalg.norm(ov0 @ F.T, axis=0), rtol=1e-4, atol=1e-6)
+
   def test_fourier_multiplication_restricted_and_excluded(self):
     keys = [2, 5]
     L = jnp.asarray(fourier_multiplication_logits(P, keys, scale=15.0))

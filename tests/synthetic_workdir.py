@@ -117,7 +117,9 @@ def _analysis(path, p, d_mlp, heads, epochs, runs, grok_at):
                  neuron_freq=[int(x) for x in nfreq], neuron_fve=list(fve),
                  ablation_per_freq=abl,
                  table1_fve=[dict(k=k, kind=t, fve=0.95) for k in key for t in ("cos", "sin")],
-                 attention_fits=[dict(head=h, freq=key[h % len(key)], fve=0.97)
+                 attention_fits=[dict(head=h, freq=key[h % len(key)], fve=0.97,
+                                      score_freq=key[h % len(key)], score_fve=0.98,
+                                      score_cos=1.0, score_sin=-2.0)
                                  for h in range(heads)],
                  phases=phases, mlp_fve_mean=0.9, mlp_fve_std=0.05)
     with open(os.path.join(path, "analysis", f"run_{i:04d}_final.json"), "w") as f:
@@ -128,7 +130,9 @@ def _analysis(path, p, d_mlp, heads, epochs, runs, grok_at):
                                    + np.zeros((heads, 1, 1))),
              neuron_acts=np.maximum(0, np.cos(w * (a[:, None] + a[None, :])))[None].repeat(5, 0),
              logits_fourier_norms_2d=rng.uniform(0, 1, (p, p)),
-             W_L_hat=rng.normal(size=(p, d_mlp)), neuron_freq=nfreq)
+             W_L_hat=rng.normal(size=(p, d_mlp)), neuron_freq=nfreq,
+             attn_score_hat=rng.normal(size=(heads, p)),
+             attn_ov_fourier_norms=rng.uniform(0, 1, (heads, p)))
     summary.append(dict(run=i, seed=r["seed"], weight_decay=r["weight_decay"],
                         frac_train=r["frac_train"], split_seed=0,
                         key_freqs=" ".join(map(str, key)), gini_W_E=last["gini_W_E"],
