@@ -360,27 +360,27 @@ def fig_neurons(wd: Workdir, run: int | None = None) -> Figure:
 
 
 def fig_interference(wd: Workdir, run: int | None = None) -> Figure:
-  """Fig 8 (App. B): constructive interference. Each key frequency's wave cos(w_k x) peaks at
-  x = 0 (i.e. c = a + b) but also elsewhere; their sum peaks only at x = 0."""
+  """Fig 8 (App. B): constructive interference. Each key frequency's wave cos(w_k x) is 1 at
+  x = 0 (i.e. c = a + b) and comes close to 1 elsewhere; their sum peaks only at x = 0."""
   run, f = _need_final(wd, run, ("key_freqs",))
   key, p = f["key_freqs"], wd.p
   if not key:
     raise Skip(f"run {run}: no key frequencies")
-  x = np.arange(p)
-  fine = np.linspace(0, p - 1, 20 * p)
+  x = np.arange(-(p // 2), p - p // 2)  # residues mod p, centred on 0
   fig, ax = _fig(1, 2, w=6.0)
-  for i, k in enumerate(key):
-    ax[0, 0].plot(fine, np.cos(2 * np.pi * k * fine / p), color=_color(i), lw=0.8,
-                  label=f"cos(w_{k} x)")
+  for i, k in enumerate(key):  # stacked with offsets so each wave stays readable
+    off = 2.5 * (len(key) - 1 - i)
+    ax[0, 0].plot(x, np.cos(2 * np.pi * k * x / p) + off, ".-", color=_color(i), lw=0.6, ms=2.5)
+    ax[0, 0].annotate(f"k = {k}", (x[-1] + 1, off), fontsize=7, va="center")
   total = sum(np.cos(2 * np.pi * k * x / p) for k in key)
   ax[0, 1].plot(x, total, "k.-", lw=0.8, ms=3, label="Σ_k cos(w_k x)")
   ax[0, 1].axhline(len(key), color="0.6", ls=":", lw=1, label=f"{len(key)} (all in phase)")
-  ax[0, 0].set(xlabel="x = a + b − c (mod p)", ylabel="wave", title="each key frequency alone")
+  ax[0, 0].set(xlabel="x = a + b − c (mod p)", yticks=[], title="each key frequency (offset)")
   ax[0, 1].set(xlabel="x = a + b − c (mod p)", ylabel="sum",
                title="their sum: one peak, at x = 0")
+  ax[0, 1].legend(fontsize=7, loc="lower right")
   for a in ax.flat:
     a.title.set_fontsize(10)
-    a.legend(fontsize=7, loc="lower right")
   fig.suptitle(f"Fig 8: constructive interference of the key frequencies {key}, run {run} "
                f"({wd.label(run)})", fontsize=11)
   return fig
