@@ -35,9 +35,11 @@ def log(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
 
 
-def time_runs(num_runs: int, epochs: int, repeats: int, eval_every: int) -> dict[str, float]:
+def time_runs(num_runs: int, epochs: int, repeats: int, eval_every: int,
+              matmul_precision: str = "highest") -> dict[str, float]:
   cfg = gconfig.make_config(seed=tuple(range(num_runs)), eval_every=eval_every,
-                            checkpoint_every=epochs, num_epochs=epochs)
+                            checkpoint_every=epochs, num_epochs=epochs,
+                            matmul_precision=matmul_precision)
   t0 = time.perf_counter()
   sw = sweep.Sweep(cfg)
   state = sw.init()
@@ -68,6 +70,9 @@ def main() -> None:
   ap.add_argument("--epochs", type=int, default=20, help="epochs per timed chunk")
   ap.add_argument("--repeats", type=int, default=3, help="timed chunks; the median is used")
   ap.add_argument("--eval_every", type=int, default=10, help="10 = grokjax's default")
+  ap.add_argument("--matmul_precision", default="highest", choices=gconfig.MATMUL_PRECISIONS,
+                  help="highest = true float32 (default, the paper's numerics); "
+                       "tensorfloat32 / default = the faster GPU modes")
   args = ap.parse_args()
   if args.epochs % args.eval_every:
     ap.error(f"--epochs must be a multiple of --eval_every={args.eval_every}")
@@ -80,7 +85,7 @@ def main() -> None:
       f"load {load_start}")
   results = []
   for r in counts:
-    res = time_runs(r, args.epochs, args.repeats, args.eval_every)
+    res = time_runs(r, args.epochs, args.repeats, args.eval_every, args.matmul_precision)
     results.append(res)
     log(f"{r:3d} runs: {res['model_epochs_per_s']:8.1f} model-epochs/s  "
         f"{res['ms_per_model_epoch']:7.2f} ms/model-epoch  "
@@ -89,7 +94,8 @@ def main() -> None:
       "model_epochs_per_s": {str(r["runs"]): r["model_epochs_per_s"] for r in results},
       "ms_per_model_epoch": {str(r["runs"]): r["ms_per_model_epoch"] for r in results},
       "results": results, "epochs_per_chunk": args.epochs, "repeats": args.repeats,
-      "eval_every": args.eval_every, "model": "p=113 d_model=128 heads=4 d_mlp=512 1 layer",
+      "eval_every": args.eval_every, "matmul_precision": args.matmul_precision,
+      "model": "p=113 d_model=128 heads=4 d_mlp=512 1 layer",
       "loadavg_start": load_start, "loadavg_end": bench_env.loadavg(), **env}))
 
 

@@ -32,6 +32,10 @@ flags.DEFINE_string("act", "relu", "MLP activation: relu or gelu.")
 flags.DEFINE_float("dropout", 0.0, "Dropout rate on MLP neurons (0 = off, the paper's mainline).")
 flags.DEFINE_float("l1", 0.0, "L1 penalty coefficient added to the loss.")
 flags.DEFINE_string("loss_dtype", "float64", "Log-softmax precision: float64 (paper) or float32.")
+flags.DEFINE_string("matmul_precision", "highest",
+                    "jax_default_matmul_precision of the sweep: highest (true float32, the "
+                    "paper's numerics) or a faster one (tensorfloat32, bfloat16, default = the "
+                    "backend's choice, TF32 on recent GPUs). No effect on CPUs.")
 flags.DEFINE_integer("eval_every", 10, "Epochs between test-loss evaluations.")
 flags.DEFINE_integer("checkpoint_every", 100, "Epochs between orbax checkpoints.")
 flags.DEFINE_float("state_every_s", 30.0, "Seconds between full-state (resume) checkpoints; "
@@ -62,7 +66,7 @@ def config_from_flags():
       task=FLAGS.task, p=FLAGS.p, d_model=FLAGS.d_model, num_heads=FLAGS.num_heads,
       d_mlp=FLAGS.d_mlp, num_layers=FLAGS.num_layers, act=FLAGS.act, dropout=FLAGS.dropout,
       num_epochs=FLAGS.num_epochs, lr=FLAGS.lr, l1=FLAGS.l1, loss_dtype=FLAGS.loss_dtype,
-      eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+      matmul_precision=FLAGS.matmul_precision, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
       seed=_values("seed", int), weight_decay=_values("weight_decay", float),
       frac_train=_values("frac_train", float), split_seed=_values("split_seed", int))
 

@@ -122,6 +122,16 @@ def final_arrays(ev: dict[str, Any]) -> dict[str, np.ndarray]:
   return {k: np.asarray(ev[k]) for k in FINAL_ARRAYS}
 
 
+def _true_float32(fn: Callable) -> Callable:
+  """Measures are computed with true float32 matmuls on every backend (no TF32 / bfloat16)."""
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.default_matmul_precision("highest"):
+      return fn(*args, **kwargs)
+  return wrapped
+
+
+@_true_float32
 def analyze_weights(path: str, frac_train: float, split_seed: int, task: str = "add",
                     act: str = "relu") -> dict[str, Any]:
   """The evidence JSON of a weights file in the authors' state-dict format (p from shapes)."""
@@ -210,6 +220,7 @@ def grok_epoch(metrics, run: int, thresh: float = GROK_THRESH) -> int | None:
   return int(m["epoch"].min()) if len(m) else None
 
 
+@_true_float32
 def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
                     ckpt_batch: int = CKPT_BATCH, vmap_batch: int = VMAP_BATCH,
                     detect_per_checkpoint: bool = False) -> dict:

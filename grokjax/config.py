@@ -13,6 +13,10 @@ from typing import Any
 TASKS = ("add", "subtract", "x2xyy2", "rand")
 ACTS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32")
+# jax_default_matmul_precision values. "highest" is true float32 on every backend; the backend
+# default ("default") is TF32 on recent NVIDIA GPUs and bfloat16 passes on TPUs, which changes
+# the numerics of the paper's float32 model: faster, but opt-in.
+MATMUL_PRECISIONS = ("highest", "float32", "high", "tensorfloat32", "bfloat16", "default")
 
 
 class ConfigError(ValueError):
@@ -52,6 +56,7 @@ class TrainConfig:
   warmup_steps: int = 10      # lr(step) = lr * min(step / warmup_steps, 1): step 0 uses lr 0
   l1: float = 0.0             # L1 penalty added to the loss (not decoupled)
   loss_dtype: str = "float64"
+  matmul_precision: str = "highest"
   eval_every: int = 10
   checkpoint_every: int = 100
 
@@ -94,7 +99,7 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
                 num_heads: int = 4, d_mlp: int | None = None, num_layers: int = 1,
                 act: str = "relu", dropout: float = 0.0, num_epochs: int = 40_000,
                 lr: float = 1e-3, l1: float = 0.0, loss_dtype: str = "float64",
-                eval_every: int = 10, checkpoint_every: int = 100,
+                matmul_precision: str = "highest", eval_every: int = 10, checkpoint_every: int = 100,
                 seed=(0,), weight_decay=(1.0,), frac_train=(0.3,),
                 split_seed=(0,)) -> Config:
   """Builds and validates a Config; sizes are derived from p and d_model (SPEC §7.4)."""
@@ -114,6 +119,8 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
   _check(l1 >= 0, "l1", f"must be >= 0, got {l1}")
   _check(loss_dtype in LOSS_DTYPES, "loss_dtype",
          f"unknown {loss_dtype!r}; allowed: {', '.join(LOSS_DTYPES)}")
+  _check(matmul_precision in MATMUL_PRECISIONS, "matmul_precision",
+         f"unknown {matmul_precision!r}; allowed: {', '.join(MATMUL_PRECISIONS)}")
   _check(eval_every >= 1, "eval_every", f"must be >= 1, got {eval_every}")
   _check(checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {checkpoint_every}")
   _check(checkpoint_every % eval_every == 0, "checkpoint_every",
@@ -139,7 +146,7 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
                       num_heads=num_heads, d_mlp=d_mlp, num_layers=num_layers, act=act,
                       dropout=dropout)
   train = TrainConfig(num_epochs=num_epochs, lr=lr, l1=l1, loss_dtype=loss_dtype,
-                      eval_every=eval_every, checkpoint_every=checkpoint_every)
+                      matmul_precision=matmul_precision, eval_every=eval_every, checkpoint_every=checkpoint_every)
   sweep = SweepConfig(seed=seed, weight_decay=weight_decay, frac_train=frac_train,
                       split_seed=split_seed)
   return Config(task=task, p=p, model=model, train=train, sweep=sweep)

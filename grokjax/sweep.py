@@ -58,6 +58,14 @@ def build_data(cfg: Config, runs: list[dict[str, Any]],
   return run_data, shared
 
 
+def _at_precision(cfg: Config, fn: Callable) -> Callable:
+  """`fn` traced under the config's matmul precision ("highest" = true float32 by default)."""
+  def wrapped(*args):
+    with jax.default_matmul_precision(cfg.train.matmul_precision):
+      return fn(*args)
+  return wrapped
+
+
 class Sweep:
   """The compiled programs of one sweep, with the run axis sharded over `devices`."""
 
@@ -73,12 +81,13 @@ class Sweep:
     self.run_data = jax.device_put(run_data, self.lane_sharding)
     self.shared = jax.device_put(shared, self.replicated)
     chunk = cfg.train.checkpoint_every
-    vchunk = jax.vmap(lambda s, r, sh: train.train_chunk(cfg, s, r, sh, chunk),
-                      in_axes=(0, 0, None))
+    vchunk = _at_precision(cfg, jax.vmap(lambda s, r, sh: train.train_chunk(cfg, s, r, sh, chunk),
+                                         in_axes=(0, 0, None)))
     # Outputs keep the run-axis sharding, so chunk n+1 sees chunk n's output exactly as it saw
     # the init: one compile for the whole sweep.
     self.chunk_fn = jax.jit(vchunk, donate_argnums=0, out_shardings=self.lane_sharding)
-    veval = jax.vmap(lambda s, r, sh: train.evaluate(cfg, s.params, r, sh), in_axes=(0, 0, None))
+    veval = _at_precision(cfg, jax.vmap(lambda s, r, sh: train.evaluate(cfg, s.params, r, sh),
+                                        in_axes=(0, 0, None)))
     self.eval_fn = jax.jit(veval, out_shardings=self.lane_sharding)
     self.init_fn = jax.jit(jax.vmap(lambda r: train.init_state(cfg, r)),
                            out_shardings=self.lane_sharding)
@@ -116,6 +125,8 @@ def prepare_workdir(cfg: Config, workdir: str, runs: list[dict[str, Any]]) -> No
   if os.path.exists(path):
     with open(path) as f:
       old = json.load(f)
+    # Through Config: a config.json written before a field existed reads as that field's default.
+    old = json.loads(Config.from_dict(old).to_json())
     if old != json.loads(cfg.to_json()):
       diff = _diff(old, json.loads(cfg.to_json()))
       raise ConfigError(f"--workdir: {workdir} holds a different sweep ({diff}); "

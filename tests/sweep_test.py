@@ -142,6 +142,39 @@ class SweepTest(absltest.TestCase):
         json.loads(line)  # strict JSON: non-finite values are null
 
 
+class PrecisionTest(absltest.TestCase):
+
+  def _dots(self, fn, *args):
+    text = fn.lower(*args).as_text()
+    return [l for l in text.splitlines() if "stablehlo.dot_general" in l]
+
+  def test_matmuls_are_true_float32_by_default(self):
+    """TF32 (JAX's default on recent NVIDIA GPUs) would change the paper's numerics: every dot
+    of the train chunk and the evaluation is traced at HIGHEST unless asked otherwise."""
+    for prec, expect in (("highest", True), ("default", False)):
+      sw = sweep.Sweep(small(num_epochs=100, matmul_precision=prec))
+      state = sw.init()
+      for fn in (sw.chunk_fn, sw.eval_fn):
+        dots = self._dots(fn, state, sw.run_data, sw.shared)
+        self.assertNotEmpty(dots)
+        self.assertEqual(all("HIGHEST" in d for d in dots), expect, (prec, dots[:2]))
+        self.assertEqual(any("HIGHEST" in d for d in dots), expect, prec)
+
+  def test_config_json_without_a_newer_field_still_resumes(self):
+    wd = tmpdir(self)
+    cfg = small(num_epochs=100)
+    sweep.run_sweep(cfg, wd, log=lambda s: None)
+    path = os.path.join(wd, results.CONFIG)
+    with open(path) as f:
+      old = json.load(f)
+    del old["train"]["matmul_precision"]  # as written before the flag existed
+    with open(path, "w") as f:
+      json.dump(old, f)
+    self.assertEqual(sweep.run_sweep(cfg, wd, log=lambda s: None), "finished")
+    with self.assertRaisesRegex(config.ConfigError, "matmul_precision: highest there, default now"):
+      sweep.run_sweep(small(num_epochs=100, matmul_precision="default"), wd, log=lambda s: None)
+
+
 class CliTest(absltest.TestCase):
 
   def test_shipped_flagfiles_parse(self):
@@ -169,7 +202,8 @@ class CliTest(absltest.TestCase):
     tmp = tmpdir(self)
     for bad, msg in [("--frac_train=1.5", "--frac_train"), ("--d_model=30", "--d_model"),
                      ("--p=1", "--p"), ("--act=tanh", "--act"), ("--num_epochs=-100", "--num_epochs"),
-                     ("--seed=x", "--seed"), ("--loss_dtype=float16", "--loss_dtype")]:
+                     ("--seed=x", "--seed"), ("--loss_dtype=float16", "--loss_dtype"),
+                     ("--matmul_precision=fp8", "--matmul_precision")]:
       proc = run_cli([bad, f"--workdir={tmp}/w"])
       out = proc.communicate()[0]
       self.assertNotEqual(proc.returncode, 0, bad)
