@@ -77,7 +77,11 @@ def final_record(ev: dict[str, Any]) -> dict[str, Any]:
       "mlp_off_key_loss_all", "neuron_degree2_loss_all")}
   rec.update(
       key_freqs=key, key_freqs_neuron_rule=_freqs(ev["key_K_neuron"]),
-      key_freq_rule=f"W_L per-frequency norm > {measures.KEY_FRAC} * max",
+      key_freq_rule=(f"W_L spectrum dense (> {measures.KEY_MAX} frequencies above "
+                     f"{measures.KEY_FRAC} * max): the {measures.KEY_FALLBACK} largest"
+                     if bool(ev["W_L_dense"]) else
+                     f"W_L per-frequency norm > {measures.KEY_FRAC} * max"),
+      analysis_version=ANALYSIS_VERSION,
       excluded_loss_train_per_freq={str(k): _f(abl[k - 1, 1]) for k in key},
       cos_coeffs={str(k): _f(ev["cos_coeffs"][k - 1]) for k in key},
       cos_coeffs_all=[_f(x) for x in ev["cos_coeffs"]],
@@ -106,6 +110,9 @@ def final_record(ev: dict[str, Any]) -> dict[str, Any]:
   return rec
 
 
+# Bumped when a final record's meaning changes (v2: key-frequency fallback for dense spectra);
+# a final record of another version is recomputed, and the curves with it if its key set moved.
+ANALYSIS_VERSION = 2
 FINAL_ARRAYS = ("attn_eq_to_a", "neuron_acts", "logits_fourier_norms_2d", "W_L_hat", "neuron_freq",
                 "attn_score_hat", "attn_ov_fourier_norms")
 
@@ -252,6 +259,7 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
     i = r["run"]
     old = _read_json(_run_file(workdir, i, "_final.json"))
     if (old is not None and old.get("epoch") == last
+        and old.get("analysis_version") == ANALYSIS_VERSION
         and _has_final_arrays(_run_file(workdir, i, "_final.npz"))):
       finals[i] = old
       continue

@@ -133,6 +133,8 @@ class AnalyzeWorkdirTest(absltest.TestCase):
       for key in FINAL_KEYS:
         self.assertIn(key, fin)
       self.assertEqual((fin["run"], fin["epoch"]), (run, 200))
+      self.assertEqual(fin["analysis_version"], analysis.ANALYSIS_VERSION)
+      self.assertIn("W_L per-frequency norm", fin["key_freq_rule"])
       self.assertEqual(fin["key_freqs"], [k])
       self.assertEqual(list(fin["excluded_loss_train_per_freq"]), [str(k)])
       self.assertLen(fin["W_E_fourier_norms"], P)

@@ -79,6 +79,19 @@ class PlantedTest(absltest.TestCase):
                                W_U.T @ np.asarray(params["blocks_0"]["W_out"]), atol=1e-5)
     key = np.asarray(jax.jit(measures.key_freqs_W_L)(params))
     self.assertEqual(list(np.flatnonzero(key) + 1), [k])
+    self.assertFalse(bool(measures.W_L_dense(params)))
+
+  def test_dense_W_L_spectrum_falls_back_to_the_largest_frequencies(self):
+    """An untrained model has no sparse spectrum: the key set is the KEY_FALLBACK largest, not
+    every frequency (which would make the excluded loss remove the whole logit table)."""
+    p = 53  # K = 26 > KEY_MAX
+    params, _ = _small_params(3, p)
+    n = np.asarray(fourier.per_freq_norms(measures.fourier_norms_W_L(params)))
+    self.assertGreater(int(np.sum(n > measures.KEY_FRAC * n.max())), measures.KEY_MAX)
+    self.assertTrue(bool(measures.W_L_dense(params)))
+    key = np.asarray(jax.jit(measures.key_freqs_W_L)(params))
+    self.assertEqual(int(key.sum()), measures.KEY_FALLBACK)
+    self.assertEqual(set(np.flatnonzero(key)), set(np.argsort(n)[-measures.KEY_FALLBACK:]))
 
   def test_planted_neuron_frequency(self):
     a, b = np.divmod(np.arange(P * P), P)
