@@ -238,6 +238,8 @@ def fig_no_wd(wd: Workdir) -> Figure:
     raise Skip("no run with weight_decay = 0")
   fracs = sorted({wd.run_info(r)["frac_train"] for r in runs})
   fig, ax = _panel_grid(len(fracs))
+  if len(fracs) == 1:  # room for the title and the legend beside one panel
+    fig.set_size_inches(7.0, 3.8)
   for a, frac in zip(ax.flat, fracs):
     group = [r for r in runs if wd.run_info(r)["frac_train"] == frac]
     xmax = _runs_losses(a, wd, group, ("seed",))
@@ -251,7 +253,8 @@ def fig_no_wd(wd: Workdir) -> Figure:
     a.legend(fontsize=6)
   for a in ax.flat[len(fracs):]:
     a.set_visible(False)
-  fig.suptitle(f"Fig 26: no weight decay (p={wd.p}); train solid, test dashed, excluded dotted",
+  fig.suptitle(f"Fig 26: no weight decay (p={wd.p})\ntrain solid, test dashed, excluded (key "
+               f"frequencies removed) dotted",
                fontsize=11)
   return fig
 
