@@ -321,9 +321,15 @@ def _sweep_rows(wd: Workdir) -> list[list[str]]:
                  note])
   zero = grid[grid["weight_decay"] == 0]
   if len(zero):
+    excl = []  # final excluded loss (train) of the analysed λ = 0 runs, against their train loss
+    for run in wd.analysed_runs():
+      f = wd.final(run) or {}
+      if wd.run_info(run)["weight_decay"] == 0 and f.get("excluded_loss_train") is not None:
+        excl.append(f"run {run}: excluded {fmt(f['excluded_loss_train'])} vs train "
+                    f"{fmt(f.get('loss_train'))} at epoch {fmt(f.get('epoch'))}")
     rows.append(["No weight decay (λ = 0)", paper.NO_WD_TEXT.value, paper.NO_WD_TEXT.source,
-                 "; ".join(f"frac {r['frac_train']:g}: {cell(r)}" for _, r in zero.iterrows()),
-                 f"p={wd.p}"])
+                 "; ".join([f"frac {r['frac_train']:g}: {cell(r)}" for _, r in zero.iterrows()]
+                           + excl), f"p={wd.p}"])
   if wd.p == 53:
     rows.append(["P = 53", paper.P53_TEXT.value, paper.P53_TEXT.source,
                  "; ".join(f"λ={r['weight_decay']:g}, frac {r['frac_train']:g}: {cell(r)}"
