@@ -66,7 +66,8 @@ def config_from_flags():
       task=FLAGS.task, p=FLAGS.p, d_model=FLAGS.d_model, num_heads=FLAGS.num_heads,
       d_mlp=FLAGS.d_mlp, num_layers=FLAGS.num_layers, act=FLAGS.act, dropout=FLAGS.dropout,
       num_epochs=FLAGS.num_epochs, lr=FLAGS.lr, l1=FLAGS.l1, loss_dtype=FLAGS.loss_dtype,
-      matmul_precision=FLAGS.matmul_precision, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+      matmul_precision=FLAGS.matmul_precision, eval_every=FLAGS.eval_every,
+      checkpoint_every=FLAGS.checkpoint_every,
       seed=_values("seed", int), weight_decay=_values("weight_decay", float),
       frac_train=_values("frac_train", float), split_seed=_values("split_seed", int))
 

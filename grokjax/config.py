@@ -99,7 +99,8 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
                 num_heads: int = 4, d_mlp: int | None = None, num_layers: int = 1,
                 act: str = "relu", dropout: float = 0.0, num_epochs: int = 40_000,
                 lr: float = 1e-3, l1: float = 0.0, loss_dtype: str = "float64",
-                matmul_precision: str = "highest", eval_every: int = 10, checkpoint_every: int = 100,
+                matmul_precision: str = "highest", eval_every: int = 10,
+                checkpoint_every: int = 100,
                 seed=(0,), weight_decay=(1.0,), frac_train=(0.3,),
                 split_seed=(0,)) -> Config:
   """Builds and validates a Config; sizes are derived from p and d_model (SPEC §7.4)."""
@@ -146,7 +147,8 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
                       num_heads=num_heads, d_mlp=d_mlp, num_layers=num_layers, act=act,
                       dropout=dropout)
   train = TrainConfig(num_epochs=num_epochs, lr=lr, l1=l1, loss_dtype=loss_dtype,
-                      matmul_precision=matmul_precision, eval_every=eval_every, checkpoint_every=checkpoint_every)
+                      matmul_precision=matmul_precision, eval_every=eval_every,
+                      checkpoint_every=checkpoint_every)
   sweep = SweepConfig(seed=seed, weight_decay=weight_decay, frac_train=frac_train,
                       split_seed=split_seed)
   return Config(task=task, p=p, model=model, train=train, sweep=sweep)

@@ -178,19 +178,24 @@ def fourier_norms_W_L(params: Params) -> jnp.ndarray:
   return jnp.linalg.norm(fourier_W_L(params), axis=1)
 
 
+def _key_rule(params: Params, frac: float) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """Per-frequency norms of Ŵ_L (K,), those above frac · max (K,), and whether the spectrum is
+  dense (more than KEY_MAX above)."""
+  n = fourier.per_freq_norms(fourier_norms_W_L(params))
+  above = n > frac * jnp.max(n)
+  return n, above, jnp.sum(above) > KEY_MAX
+
+
 def W_L_dense(params: Params, frac: float = KEY_FRAC) -> jnp.ndarray:
   """() bool: more than KEY_MAX frequencies pass the W_L rule (no sparse Fourier spectrum)."""
-  n = fourier.per_freq_norms(fourier_norms_W_L(params))
-  return jnp.sum(n > frac * jnp.max(n)) > KEY_MAX
+  return _key_rule(params, frac)[2]
 
 
 def key_freqs_W_L(params: Params, frac: float = KEY_FRAC) -> jnp.ndarray:
   """(K,) bool: per-frequency norms of Ŵ_L above frac · max (SPEC §3.4 rule 2); for a dense
   spectrum (W_L_dense) the KEY_FALLBACK largest."""
-  n = fourier.per_freq_norms(fourier_norms_W_L(params))
-  above = n > frac * jnp.max(n)
-  top = n >= jnp.sort(n)[-KEY_FALLBACK]
-  return jnp.where(jnp.sum(above) > KEY_MAX, top, above)
+  n, above, dense = _key_rule(params, frac)
+  return jnp.where(dense, n >= jnp.sort(n)[-KEY_FALLBACK], above)
 
 
 def gini(v: jnp.ndarray) -> jnp.ndarray:
