@@ -61,16 +61,25 @@ class Checkpointer:
     self.state.close()
 
 
-def param_epochs(workdir: str) -> list[int]:
-  """Epochs with a complete parameter checkpoint, ascending."""
-  path = os.path.join(workdir, "checkpoints", PARAMS)
+def _epochs(workdir: str, kind: str) -> list[int]:
+  path = os.path.join(workdir, "checkpoints", kind)
   if not os.path.isdir(path):
     return []
-  mngr = _manager(workdir, PARAMS, None, read_only=True)
+  mngr = _manager(workdir, kind, None, read_only=True)
   try:
     return sorted(mngr.all_steps())
   finally:
     mngr.close()
+
+
+def param_epochs(workdir: str) -> list[int]:
+  """Epochs with a complete parameter checkpoint, ascending."""
+  return _epochs(workdir, PARAMS)
+
+
+def state_epochs(workdir: str) -> list[int]:
+  """Epochs with a complete state checkpoint (what a resume starts from), ascending."""
+  return _epochs(workdir, STATE)
 
 
 class ParamsReader:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from grokjax import data, results, train
+from grokjax import checkpoint, data, results, train
 from grokjax.checkpoint import Checkpointer
 from grokjax.config import Config, ConfigError
 
@@ -127,10 +127,19 @@ def prepare_workdir(cfg: Config, workdir: str, runs: list[dict[str, Any]]) -> No
       old = json.load(f)
     # Through Config: a config.json written before a field existed reads as that field's default.
     old = json.loads(Config.from_dict(old).to_json())
-    if old != json.loads(cfg.to_json()):
-      diff = _diff(old, json.loads(cfg.to_json()))
-      raise ConfigError(f"--workdir: {workdir} holds a different sweep ({diff}); "
+    new = json.loads(cfg.to_json())
+    # The number of epochs may change: the trajectory does not depend on it (chunks are
+    # `checkpoint_every` epochs), so a longer run continues the same runs bit for bit.
+    old_total, new_total = old["train"].pop("num_epochs"), new["train"].pop("num_epochs")
+    if old != new:
+      raise ConfigError(f"--workdir: {workdir} holds a different sweep ({_diff(old, new)}); "
                         "use a new --workdir or delete this one")
+    if new_total != old_total:
+      done = max(checkpoint.state_epochs(workdir), default=0)
+      if new_total < done:
+        raise ConfigError(f"--num_epochs: {workdir} already holds a saved state at epoch {done}; "
+                          f"ask for at least {done} epochs (it was started with {old_total})")
+      results.write_json(path, cfg.to_dict())
     return
   results.write_json(os.path.join(workdir, results.SWEEP), {"runs": runs})
   results.write_json(path, cfg.to_dict())

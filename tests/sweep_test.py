@@ -76,9 +76,25 @@ class SweepTest(absltest.TestCase):
     self.assertEqual(checkpoint.param_epochs(wd), [0, 50, 100, 150, 200])
     # A finished sweep is not retrained; a different config is refused.
     self.assertEqual(sweep.run_sweep(cfg, wd, log=lambda s: None), "finished")
-    with self.assertRaisesRegex(config.ConfigError, "--workdir: .* different sweep"):
-      sweep.run_sweep(small(num_epochs=300, seed=(0, 1), weight_decay=(0.3, 1.0),
-                            frac_train=(0.3, 0.5)), wd, log=lambda s: None)
+    with self.assertRaisesRegex(config.ConfigError, "--workdir: .* different sweep .*lr"):
+      sweep.run_sweep(small(num_epochs=200, seed=(0, 1), weight_decay=(0.3, 1.0),
+                            frac_train=(0.3, 0.5), lr=3e-3), wd, log=lambda s: None)
+
+  def test_more_epochs_continue_the_same_runs(self):
+    wd, straight = tmpdir(self), tmpdir(self)
+    cfg = lambda n: small(num_epochs=n, seed=(0, 1))
+    self.assertEqual(sweep.run_sweep(cfg(100), wd, log=lambda s: None), "trained")
+    self.assertEqual(sweep.run_sweep(cfg(150), wd, log=lambda s: None), "trained")
+    self.assertEqual(results.load_config(wd).train.num_epochs, 150)
+    sweep.run_sweep(cfg(150), straight, log=lambda s: None)
+    a, b = metrics(wd), metrics(straight)
+    self.assertEqual(list(a.index), list(b.index))  # no duplicate row at epoch 100
+    np.testing.assert_array_equal(a[["train_loss", "test_loss", "test_acc"]].to_numpy(),
+                                  b[["train_loss", "test_loss", "test_acc"]].to_numpy())
+    self.assertEqual(checkpoint.param_epochs(wd), [0, 50, 100, 150])
+    with self.assertRaisesRegex(config.ConfigError, "--num_epochs: .* epoch 150"):
+      sweep.run_sweep(cfg(100), wd, log=lambda s: None)
+    self.assertEqual(results.load_config(wd).train.num_epochs, 150)  # refused: left unchanged
 
   def test_sigkill_and_resume_equals_uninterrupted(self):
     tmp = tmpdir(self)

@@ -1,0 +1,162 @@
+"""Continue a grokjax run from one of its saved states in the authors' PyTorch loop.
+
+A fidelity check for late-training instabilities ("slingshots", paper App. D.2): take the whole
+training state of one run at a state checkpoint — parameters, AdamW moments and step count —
+load it into the authors' loop (`authors_loop.py`: their model, float64 loss, torch AdamW), and
+train on from there. If grokjax's own continuation spikes and the authors' loop from the *same
+state* does not (or the other way round), the difference lies in the numerics of the two
+implementations, not in the initialisation or the optimiser's state.
+
+  python benchmarks/authors_continue.py --workdir=runs/ml24 --epochs=12000 --out=/tmp/torch.jsonl
+
+Writes one JSON row per `--log_every` epochs ({"epoch", "train_loss", "test_loss"}; train loss
+before that epoch's update, as grokjax logs it) and prints the spike events found, then a JSON
+summary as its last line. torch is an optional dependency (`pip install torch==2.13.0`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import authors_loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from grokjax import checkpoint, results, sweep  # pylint: disable=wrong-import-position
+
+
+def _adam_state(opt_state: Any) -> Any:
+  """The ScaleByAdamState (count, mu, nu) inside an optax adamw state, wherever it sits."""
+  if hasattr(opt_state, "mu") and hasattr(opt_state, "nu"):
+    return opt_state
+  children = opt_state if isinstance(opt_state, (tuple, list)) else getattr(
+      opt_state, "inner_state", None)
+  for child in (children if isinstance(children, (tuple, list)) else [children]):
+    if child is None:
+      continue
+    found = _adam_state(child)
+    if found is not None:
+      return found
+  return None
+
+
+def _lane(tree: Any, i: int) -> Any:
+  return jax.tree.map(lambda x: np.asarray(x)[i], tree)
+
+
+def spike_events(epochs: np.ndarray, train_loss: np.ndarray, after: int = 0,
+                 factor: float = 10.0, floor: float = 1e-6, gap: int = 500) -> list[tuple[int, float]]:
+  """(first epoch, peak loss) of each excursion of the train loss above `factor` × its running
+  minimum (and above `floor`), after epoch `after`; excursions closer than `gap` epochs merge."""
+  running_min = np.minimum.accumulate(train_loss)
+  events: list[list[float]] = []
+  last = -np.inf
+  for e, x, m in zip(epochs, train_loss, running_min):
+    if e <= after or not (x > factor * m and x > floor):
+      continue
+    if e - last > gap:
+      events.append([int(e), float(x)])
+    else:
+      events[-1][1] = max(events[-1][1], float(x))
+    last = e
+  return [(int(e), float(x)) for e, x in events]
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--workdir", required=True, help="a grokjax workdir with a state checkpoint")
+  ap.add_argument("--state_epoch", type=int, default=None, help="default: the newest state")
+  ap.add_argument("--run", type=int, default=0, help="which run of the sweep")
+  ap.add_argument("--epochs", type=int, required=True, help="epochs to train on from the state")
+  ap.add_argument("--log_every", type=int, default=10)
+  ap.add_argument("--out", required=True, help="JSON-lines file for the logged losses")
+  ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+  args = ap.parse_args()
+  if args.threads:
+    torch.set_num_threads(args.threads)
+
+  cfg = results.load_config(args.workdir)
+  if cfg.model.num_layers != 1 or not cfg.model.use_mlp or cfg.model.act != "relu" or (
+      cfg.model.dropout or cfg.train.l1 or cfg.train.loss_dtype != "float64"):
+    raise SystemExit("authors_continue: only the paper's one-layer ReLU model with float64 "
+                     "loss, no dropout and no L1 is supported")
+  runs = results.load_runs(args.workdir)
+  run = runs[args.run]
+  sw = sweep.Sweep(cfg)
+  ckpt = checkpoint.Checkpointer(args.workdir)
+  epoch = args.state_epoch if args.state_epoch is not None else ckpt.latest_state_epoch()
+  if epoch is None:
+    raise SystemExit(f"authors_continue: no state checkpoint in {args.workdir}")
+  if epoch < cfg.train.warmup_steps:
+    raise SystemExit("authors_continue: the state must be past the learning-rate warm-up")
+  state = ckpt.restore_state(epoch, sw.abstract_state())
+  ckpt.close()
+  params = _lane(state.params, args.run)
+  adam = _adam_state(state.opt_state)
+  if adam is None:
+    raise SystemExit("authors_continue: no Adam moments found in the optimizer state")
+  mu, nu, count = _lane(adam.mu, args.run), _lane(adam.nu, args.run), int(
+      np.asarray(adam.count)[args.run])
+
+  model = authors_loop.Transformer(p=cfg.p, d_model=cfg.model.d_model,
+                                   num_heads=cfg.model.num_heads, d_mlp=cfg.model.d_mlp)
+  authors_loop.load_grokjax_params(model, params)
+  # Constant lr past the warm-up (the authors' LambdaLR is min(step/10, 1) = 1 there).
+  opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                          weight_decay=float(run["weight_decay"]),
+                          betas=(cfg.train.b1, cfg.train.b2), eps=cfg.train.eps)
+  moments = {}
+  for name, tree in (("exp_avg", mu), ("exp_avg_sq", nu)):
+    probe = authors_loop.Transformer(p=cfg.p, d_model=cfg.model.d_model,
+                                     num_heads=cfg.model.num_heads, d_mlp=cfg.model.d_mlp)
+    authors_loop.load_grokjax_params(probe, tree)
+    moments[name] = dict(probe.named_parameters())
+  for name, param in model.named_parameters():
+    opt.state[param] = {"step": torch.tensor(float(count)),
+                        "exp_avg": moments["exp_avg"][name].detach().clone(),
+                        "exp_avg_sq": moments["exp_avg_sq"][name].detach().clone()}
+
+  split = authors_loop.split_tensors(cfg.p, float(run["frac_train"]), int(run["split_seed"]))
+  train_x, train_y, test_x, test_y = split
+  rows, t0 = [], time.time()
+  with open(args.out, "w") as f:
+    for i in range(args.epochs + 1):
+      e = epoch + i
+      loss = authors_loop.full_loss(model, train_x, train_y)
+      if i % args.log_every == 0:
+        with torch.no_grad():
+          test = authors_loop.full_loss(model, test_x, test_y).item()
+        row = {"epoch": e, "train_loss": loss.item(), "test_loss": test}
+        rows.append(row)
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        if i % (100 * args.log_every) == 0:
+          rate = i / max(time.time() - t0, 1e-9)
+          print(f"epoch {e}  train {row['train_loss']:.3e}  test {test:.3e}  "
+                f"{rate:.1f} epochs/s", flush=True)
+      if i == args.epochs:
+        break
+      loss.backward()
+      opt.step()
+      opt.zero_grad()
+
+  ep = np.array([r["epoch"] for r in rows])
+  tl = np.array([r["train_loss"] for r in rows])
+  events = spike_events(ep, tl)
+  for e, x in events:
+    print(f"spike at epoch {e}: train loss up to {x:.3g}")
+  print(json.dumps({"workdir": args.workdir, "run": args.run, "state_epoch": epoch,
+                    "epochs": args.epochs, "spikes": events, "final_train_loss": float(tl[-1]),
+                    "min_train_loss": float(tl.min()), "seconds": round(time.time() - t0, 1),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+  main()
