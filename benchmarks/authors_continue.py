@@ -69,6 +69,54 @@ def spike_events(epochs: np.ndarray, train_loss: np.ndarray, after: int = 0,
   return [(int(e), float(x)) for e, x in events]
 
 
+def load_into_torch(workdir: str, run_index: int = 0, state_epoch: int | None = None
+                    ) -> tuple[Any, torch.optim.Optimizer, tuple[torch.Tensor, ...], int]:
+  """(model, AdamW, split, epoch): run `run_index` of `workdir` at a state checkpoint (default
+  the newest), in the authors' model and optimizer with grokjax's parameters, moments and step."""
+  cfg = results.load_config(workdir)
+  if cfg.model.num_layers != 1 or not cfg.model.use_mlp or cfg.model.act != "relu" or (
+      cfg.model.dropout or cfg.train.l1 or cfg.train.loss_dtype != "float64"):
+    raise SystemExit("authors_continue: only the paper's one-layer ReLU model with float64 "
+                     "loss, no dropout and no L1 is supported")
+  run = results.load_runs(workdir)[run_index]
+  sw = sweep.Sweep(cfg)
+  ckpt = checkpoint.Checkpointer(workdir)
+  try:
+    epoch = state_epoch if state_epoch is not None else ckpt.latest_state_epoch()
+    if epoch is None:
+      raise SystemExit(f"authors_continue: no state checkpoint in {workdir}")
+    if epoch < cfg.train.warmup_steps:
+      raise SystemExit("authors_continue: the state must be past the learning-rate warm-up")
+    state = ckpt.restore_state(epoch, sw.abstract_state())
+  finally:
+    ckpt.close()
+  adam = _adam_state(state.opt_state)
+  if adam is None:
+    raise SystemExit("authors_continue: no Adam moments found in the optimizer state")
+  count = int(np.asarray(adam.count)[run_index])
+  if count != epoch:
+    raise SystemExit(f"authors_continue: Adam's step count {count} != state epoch {epoch}")
+
+  def net(tree):
+    m = authors_loop.Transformer(p=cfg.p, d_model=cfg.model.d_model,
+                                 num_heads=cfg.model.num_heads, d_mlp=cfg.model.d_mlp)
+    authors_loop.load_grokjax_params(m, _lane(tree, run_index))
+    return m
+
+  model, exp_avg, exp_avg_sq = net(state.params), net(adam.mu), net(adam.nu)
+  # Constant lr past the warm-up (the authors' LambdaLR is min(step/10, 1) = 1 there).
+  opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                          weight_decay=float(run["weight_decay"]),
+                          betas=(cfg.train.b1, cfg.train.b2), eps=cfg.train.eps)
+  m1, m2 = dict(exp_avg.named_parameters()), dict(exp_avg_sq.named_parameters())
+  for name, param in model.named_parameters():
+    opt.state[param] = {"step": torch.tensor(float(count)),
+                        "exp_avg": m1[name].detach().clone(),
+                        "exp_avg_sq": m2[name].detach().clone()}
+  split = authors_loop.split_tensors(cfg.p, float(run["frac_train"]), int(run["split_seed"]))
+  return model, opt, split, epoch
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--workdir", required=True, help="a grokjax workdir with a state checkpoint")
@@ -81,49 +129,7 @@ def main() -> None:
   args = ap.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
-
-  cfg = results.load_config(args.workdir)
-  if cfg.model.num_layers != 1 or not cfg.model.use_mlp or cfg.model.act != "relu" or (
-      cfg.model.dropout or cfg.train.l1 or cfg.train.loss_dtype != "float64"):
-    raise SystemExit("authors_continue: only the paper's one-layer ReLU model with float64 "
-                     "loss, no dropout and no L1 is supported")
-  runs = results.load_runs(args.workdir)
-  run = runs[args.run]
-  sw = sweep.Sweep(cfg)
-  ckpt = checkpoint.Checkpointer(args.workdir)
-  epoch = args.state_epoch if args.state_epoch is not None else ckpt.latest_state_epoch()
-  if epoch is None:
-    raise SystemExit(f"authors_continue: no state checkpoint in {args.workdir}")
-  if epoch < cfg.train.warmup_steps:
-    raise SystemExit("authors_continue: the state must be past the learning-rate warm-up")
-  state = ckpt.restore_state(epoch, sw.abstract_state())
-  ckpt.close()
-  params = _lane(state.params, args.run)
-  adam = _adam_state(state.opt_state)
-  if adam is None:
-    raise SystemExit("authors_continue: no Adam moments found in the optimizer state")
-  mu, nu, count = _lane(adam.mu, args.run), _lane(adam.nu, args.run), int(
-      np.asarray(adam.count)[args.run])
-
-  model = authors_loop.Transformer(p=cfg.p, d_model=cfg.model.d_model,
-                                   num_heads=cfg.model.num_heads, d_mlp=cfg.model.d_mlp)
-  authors_loop.load_grokjax_params(model, params)
-  # Constant lr past the warm-up (the authors' LambdaLR is min(step/10, 1) = 1 there).
-  opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
-                          weight_decay=float(run["weight_decay"]),
-                          betas=(cfg.train.b1, cfg.train.b2), eps=cfg.train.eps)
-  moments = {}
-  for name, tree in (("exp_avg", mu), ("exp_avg_sq", nu)):
-    probe = authors_loop.Transformer(p=cfg.p, d_model=cfg.model.d_model,
-                                     num_heads=cfg.model.num_heads, d_mlp=cfg.model.d_mlp)
-    authors_loop.load_grokjax_params(probe, tree)
-    moments[name] = dict(probe.named_parameters())
-  for name, param in model.named_parameters():
-    opt.state[param] = {"step": torch.tensor(float(count)),
-                        "exp_avg": moments["exp_avg"][name].detach().clone(),
-                        "exp_avg_sq": moments["exp_avg_sq"][name].detach().clone()}
-
-  split = authors_loop.split_tensors(cfg.p, float(run["frac_train"]), int(run["split_seed"]))
+  model, opt, split, epoch = load_into_torch(args.workdir, args.run, args.state_epoch)
   train_x, train_y, test_x, test_y = split
   rows, t0 = [], time.time()
   with open(args.out, "w") as f:

@@ -6,14 +6,16 @@ first steps (through the lr warm-up, where step 0 uses lr 0). Skipped when torch
 (torch is an optional benchmark dependency). A small p keeps it fast.
 """
 import os
+import shutil
 import sys
+import tempfile
 
 from absl.testing import absltest
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import config, data, model, optim, sweep, train
+from grokjax import config, data, model, optim, results, sweep, train
 
 try:
   import torch
@@ -23,6 +25,7 @@ except ImportError:  # optional dependency
 if torch is not None:
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                   "benchmarks"))
+  import authors_continue  # pylint: disable=g-import-not-at-top
   import authors_loop  # pylint: disable=g-import-not-at-top
 
 P = 23
@@ -122,6 +125,31 @@ class AuthorsLoopTest(absltest.TestCase):
     diff2 = sum(np.sum((np.asarray(ours[n]) - theirs[n].detach().numpy())**2) for n in ours)
     moved2 = sum(np.sum((np.asarray(ours[n]) - np.asarray(init[n]))**2) for n in ours)
     self.assertLess(np.sqrt(diff2 / moved2), 1e-2)
+
+  def test_continue_a_saved_state_in_the_authors_loop(self):
+    # benchmarks/authors_continue.py moves a run's whole state (parameters, AdamW moments, step)
+    # into the authors' loop; from there both implementations must go on the same way.
+    wd = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, wd, ignore_errors=True)
+    cfg = lambda n: config.make_config(p=P, num_epochs=n, checkpoint_every=10, eval_every=1,
+                                       seed=(2, 5))
+    sweep.run_sweep(cfg(20), wd, log=lambda s: None)
+    sweep.run_sweep(cfg(30), wd, log=lambda s: None)  # grokjax's own continuation
+    rows = [r for r in results.read_metrics_rows(wd) if r["run"] == 1 and r["epoch"] >= 20]
+    ours = [r["train_loss"] for r in sorted(rows, key=lambda r: r["epoch"])][:10]
+    net, opt, split, epoch = authors_continue.load_into_torch(wd, run_index=1, state_epoch=20)
+    self.assertEqual(epoch, 20)
+    theirs = []
+    for _ in range(10):
+      loss = authors_loop.full_loss(net, split[0], split[1])
+      theirs.append(loss.item())
+      loss.backward()
+      opt.step()
+      opt.zero_grad()
+    self.assertLess(ours[-1], ours[0] - 0.01)  # it trains on
+    # Measured: 1.4e-7 relative; fresh moments instead of the saved ones give 7e-2, the saved
+    # moments with a wrong step count (bias correction) 2e-2.
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
 
 
 if __name__ == "__main__":
