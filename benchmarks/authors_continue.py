@@ -117,6 +117,27 @@ def load_into_torch(workdir: str, run_index: int = 0, state_epoch: int | None = 
   return model, opt, split, epoch
 
 
+def _plot(torch_rows: list[dict], grokjax_rows: list[dict], epoch: int, path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(9, 4.2))
+  for rows, name, style in ((grokjax_rows, "grokjax", "-"), (torch_rows, "authors' loop (torch)", "--")):
+    e = [r["epoch"] for r in rows]
+    for key, color in (("train_loss", "C0"), ("test_loss", "C1")):
+      y = [np.nan if r[key] is None else r[key] for r in rows]
+      ax.plot(e, y, style, color=color, lw=1, label=f"{name}: {key.replace('_', ' ')}")
+  ax.set_yscale("log")
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("loss (114-way, float64 log-softmax)")
+  ax.set_title(f"the same saved state (epoch {epoch}: parameters, AdamW moments, step) "
+               "trained on by both")
+  ax.legend(fontsize=8, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--workdir", required=True, help="a grokjax workdir with a state checkpoint")
@@ -126,6 +147,10 @@ def main() -> None:
   ap.add_argument("--log_every", type=int, default=10)
   ap.add_argument("--out", required=True, help="JSON-lines file for the logged losses")
   ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
+  ap.add_argument("--plot", default=None, help="PNG: train/test loss of both continuations")
+  ap.add_argument("--grokjax_workdir", default=None,
+                  help="workdir holding grokjax's own continuation of the same run (default: "
+                       "--workdir; raise its --num_epochs to train on there)")
   args = ap.parse_args()
   if args.threads:
     torch.set_num_threads(args.threads)
@@ -158,8 +183,19 @@ def main() -> None:
   events = spike_events(ep, tl)
   for e, x in events:
     print(f"spike at epoch {e}: train loss up to {x:.3g}")
+  theirs = None
+  gj = [r for r in results.read_metrics_rows(args.grokjax_workdir or args.workdir)
+        if r["run"] == args.run and epoch <= r["epoch"] <= epoch + args.epochs]
+  if gj:
+    gj.sort(key=lambda r: r["epoch"])
+    ge = np.array([r["epoch"] for r in gj])
+    gt = np.array([np.nan if r["train_loss"] is None else r["train_loss"] for r in gj])
+    theirs = spike_events(ge, gt)
+    print(f"grokjax's own continuation ({len(gj)} rows to epoch {ge[-1]}): spikes {theirs}")
+    if args.plot:
+      _plot(rows, gj, epoch, args.plot)
   print(json.dumps({"workdir": args.workdir, "run": args.run, "state_epoch": epoch,
-                    "epochs": args.epochs, "spikes": events, "final_train_loss": float(tl[-1]),
+                    "epochs": args.epochs, "spikes": events, "grokjax_spikes": theirs, "final_train_loss": float(tl[-1]),
                     "min_train_loss": float(tl.min()), "seconds": round(time.time() - t0, 1),
                     "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
