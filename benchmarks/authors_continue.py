@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import authors_loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from grokjax import checkpoint, results, sweep  # pylint: disable=wrong-import-position
+from grokjax import checkpoint, phases, results, sweep  # pylint: disable=wrong-import-position
 
 
 def _adam_state(opt_state: Any) -> Any:
@@ -49,24 +49,6 @@ def _adam_state(opt_state: Any) -> Any:
 
 def _lane(tree: Any, i: int) -> Any:
   return jax.tree.map(lambda x: np.asarray(x)[i], tree)
-
-
-def spike_events(epochs: np.ndarray, train_loss: np.ndarray, after: int = 0,
-                 factor: float = 10.0, floor: float = 1e-6, gap: int = 500) -> list[tuple[int, float]]:
-  """(first epoch, peak loss) of each excursion of the train loss above `factor` × its running
-  minimum (and above `floor`), after epoch `after`; excursions closer than `gap` epochs merge."""
-  running_min = np.minimum.accumulate(train_loss)
-  events: list[list[float]] = []
-  last = -np.inf
-  for e, x, m in zip(epochs, train_loss, running_min):
-    if e <= after or not (x > factor * m and x > floor):
-      continue
-    if e - last > gap:
-      events.append([int(e), float(x)])
-    else:
-      events[-1][1] = max(events[-1][1], float(x))
-    last = e
-  return [(int(e), float(x)) for e, x in events]
 
 
 def load_into_torch(workdir: str, run_index: int = 0, state_epoch: int | None = None
@@ -180,7 +162,7 @@ def main() -> None:
 
   ep = np.array([r["epoch"] for r in rows])
   tl = np.array([r["train_loss"] for r in rows])
-  events = spike_events(ep, tl)
+  events = phases.loss_spikes(ep, tl)
   for e, x in events:
     print(f"spike at epoch {e}: train loss up to {x:.3g}")
   theirs = None
@@ -190,7 +172,7 @@ def main() -> None:
     gj.sort(key=lambda r: r["epoch"])
     ge = np.array([r["epoch"] for r in gj])
     gt = np.array([np.nan if r["train_loss"] is None else r["train_loss"] for r in gj])
-    theirs = spike_events(ge, gt)
+    theirs = phases.loss_spikes(ge, gt)
     print(f"grokjax's own continuation ({len(gj)} rows to epoch {ge[-1]}): spikes {theirs}")
     if args.plot:
       _plot(rows, gj, epoch, args.plot)

@@ -335,6 +335,9 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
     fin = finals[i]
     fin["phases"] = phases.detect(df["epoch"], df["loss_test"], df["restricted_loss_all"])
     fin["grok_epoch"] = grok_epoch(metrics, i)
+    m = metrics[metrics["run"] == i]
+    fin["loss_spikes"] = phases.late_spikes(m["epoch"], m["train_loss"], m["test_loss"],
+                                            GROK_THRESH)
     fin.update({k: r[k] for k in ("seed", "weight_decay", "frac_train", "split_seed")})
     results.write_json(_run_file(workdir, i, "_final.json"), fin)
     if i in arrays:
@@ -345,6 +348,7 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
         gini_W_E=fin["gini_W_E"], gini_W_L=fin["gini_W_L"], logit_fve=fin["logit_fve"],
         mlp_fve_mean=fin["mlp_fve_mean"], mlp_fve_std=fin["mlp_fve_std"],
         loss_test=fin["loss_test"], **fin["phases"], grok_epoch=fin["grok_epoch"],
+        loss_spikes=" ".join(f"{e}:{x:.3g}" for e, x in fin["loss_spikes"]),
         restricted_loss_all=fin["restricted_loss_all"],
         excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"]))
   import pandas as pd

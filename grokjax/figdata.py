@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax import paper
+from grokjax import paper, phases
 
 ANALYSIS = "analysis"
 
@@ -165,7 +165,8 @@ class Workdir:
 
   def grok_table(self, thresh: float = paper.GROK_THRESH) -> pd.DataFrame:
     """One row per run: the epochs at which train and test loss first fall below `thresh`,
-    their ratio and the phase ("never", "grokking", "immediate"; see paper.GROK_RATIO)."""
+    their ratio, the phase ("never", "grokking", "immediate"; see paper.GROK_RATIO), and the
+    train-loss spikes after generalising (after memorising if the run never generalises)."""
     rows = []
     for r in self.runs:
       i = r["run"]
@@ -173,10 +174,13 @@ class Workdir:
       ratio = te / max(tr, 1) if (te is not None and tr is not None) else math.nan
       phase = ("never" if te is None else
                "grokking" if ratio >= paper.GROK_RATIO else "immediate")
+      m = self.run_metrics(i)
+      spikes = [] if m.empty else phases.late_spikes(m["epoch"], m["train_loss"],
+                                                     m["test_loss"], thresh)
       rows.append(dict(run=i, seed=r["seed"], weight_decay=r["weight_decay"],
                        frac_train=r["frac_train"], split_seed=r.get("split_seed", 0),
                        memorized=tr, grokked=te, ratio=ratio, phase=phase,
-                       last_epoch=self.last_epoch(i)))
+                       last_epoch=self.last_epoch(i), spikes=spikes))
     return pd.DataFrame(rows)
 
   def phase_grid(self, thresh: float = paper.GROK_THRESH) -> pd.DataFrame:

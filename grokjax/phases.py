@@ -16,6 +16,9 @@ measure rather than a tuned epoch:
 
 Boundaries that are not reached are None (e.g. a run that never groks has no circuit formation
 end and no cleanup end). NaN values (diverged checkpoints) are ignored.
+
+`loss_spikes` finds the late instabilities (slingshot-like spikes, paper App. D.2) in a logged
+train-loss curve: excursions above 10 × the running minimum after a given epoch.
 """
 from __future__ import annotations
 
@@ -59,3 +62,49 @@ def detect(epochs: Sequence[float], test_loss: Sequence[float],
       out["cleanup_end"] = _first(e, (e > cf) & (np.nan_to_num(test, nan=np.inf)
                                                  <= CLEANUP_FACTOR * final))
   return out
+
+
+SPIKE_FACTOR = 10.0
+SPIKE_FLOOR = 1e-6
+SPIKE_GAP = 500
+
+
+def loss_spikes(epochs: Sequence[float], loss: Sequence[float], after: float | None = None,
+                factor: float = SPIKE_FACTOR, floor: float = SPIKE_FLOOR,
+                gap: int = SPIKE_GAP) -> list[tuple[int, float]]:
+  """[(first epoch, peak loss)] of each excursion of `loss` above `factor` × its running minimum
+  (and above `floor`) at epochs > `after` (None: the whole curve). Excursions less than `gap`
+  epochs apart are one spike. NaN values (diverged checkpoints) are skipped."""
+  e = np.asarray(epochs, dtype=np.int64)
+  x = np.asarray(loss, dtype=np.float64)
+  if e.shape != x.shape or e.ndim != 1:
+    raise ValueError(f"epochs {e.shape} and loss {x.shape} must be 1-D of one length")
+  order = np.argsort(e, kind="stable")
+  e, x = e[order], x[order]
+  running_min = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf))
+  out: list[list[Any]] = []
+  last = None
+  for ei, xi, mi in zip(e, x, running_min):
+    if (after is not None and ei <= after) or not (xi > factor * mi and xi > floor):
+      continue  # (NaN compares False)
+    if last is None or ei - last > gap:
+      out.append([int(ei), float(xi)])
+    else:
+      out[-1][1] = max(out[-1][1], float(xi))
+    last = ei
+  return [(int(a), float(b)) for a, b in out]
+
+
+def late_spikes(epochs: Sequence[float], train_loss: Sequence[float], test_loss: Sequence[float],
+                thresh: float = 1e-2) -> list[tuple[int, float]]:
+  """`loss_spikes` of the train loss after the test loss first fell below `thresh` (after the
+  train loss did, for a run that never generalises; none for a run that never memorises)."""
+  e = np.asarray(epochs, dtype=np.int64)
+  tr, te = np.asarray(train_loss, dtype=np.float64), np.asarray(test_loss, dtype=np.float64)
+  after = None
+  for curve in (te, tr):
+    below = e[np.nan_to_num(curve, nan=np.inf) < thresh]
+    if below.size:
+      after = int(below.min())
+      break
+  return [] if after is None else loss_spikes(e, tr, after)

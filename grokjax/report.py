@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from grokjax import paper, plotting
+from grokjax import paper, phases, plotting
 from grokjax.figdata import Workdir
 
 FIG_DIR, MANIFEST, REPORT = "figures", "manifest.json", "report.md"
@@ -175,17 +175,26 @@ def table5_markdown(wd: Workdir) -> str:
   return md_table(header, rows)
 
 
+def spikes_text(spikes: list[tuple[int, float]], most: int = 4) -> str:
+  """'26 690 (0.016), 30 150 (0.21)' for [(epoch, peak train loss)]; '—' for none."""
+  if not spikes:
+    return "—"
+  text = ", ".join(f"{fmt(e)} ({fmt(x, 2)})" for e, x in spikes[:most])
+  return text + (f", +{len(spikes) - most} more" if len(spikes) > most else "")
+
+
 def grok_markdown(wd: Workdir) -> str:
-  """Per run: epochs of train and test loss < 1e-2, their ratio and the phase."""
+  """Per run: epochs of train and test loss < 1e-2, their ratio, the phase and late spikes."""
   if wd.metrics is None:
     return "_No metrics yet._"
   t = wd.grok_table()
   rows = [[r.run, r.seed, fmt(r.weight_decay), fmt(r.frac_train), fmt(r.memorized),
            fmt(r.grokked) if r.grokked is not None and math.isfinite(r.grokked)
-           else f"never (≤ {fmt(r.last_epoch)})", f"{r.ratio:.1f}" if math.isfinite(r.ratio) else "—", r.phase]
+           else f"never (≤ {fmt(r.last_epoch)})", f"{r.ratio:.1f}" if math.isfinite(r.ratio) else "—", r.phase,
+           spikes_text(r.spikes)]
           for r in t.itertuples()]
   return md_table(["run", "seed", "λ", "frac", "train loss < 1e-2", "test loss < 1e-2",
-                   "ratio", "phase"], rows)
+                   "ratio", "phase", "train-loss spikes after that: epoch (peak)"], rows)
 
 
 def phase_grid_markdown(wd: Workdir) -> str:
@@ -389,7 +398,11 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
             "### Grokking per run", "",
             "Phase: *never* (test loss never < 1e-2), *grokking* (test loss < 1e-2 at least "
             f"×{paper.GROK_RATIO:g} later than train loss; calibrated on the authors' "
-            "data-fraction sweep, SPEC §5.2), *immediate* (otherwise).", "", grok_markdown(wd), ""]
+            "data-fraction sweep, SPEC §5.2), *immediate* (otherwise). Spikes: the logged train "
+            f"loss rising above {phases.SPIKE_FACTOR:g}× its running minimum (and above "
+            f"{phases.SPIKE_FLOOR:g}) after the test loss reached 1e-2 (after the train loss did, "
+            "for runs that never generalise) — slingshot-like instabilities (App. D.2); "
+            f"excursions within {phases.SPIKE_GAP} epochs count once.", "", grok_markdown(wd), ""]
   if skipped:
     parts += ["## Figures not drawn", ""]
     parts += [f"- {e['caption']}: {e.get('skipped', 'file missing')}" for e in skipped]

@@ -49,5 +49,42 @@ class PhasesTest(absltest.TestCase):
       phases.detect([0, 1], [1.0], None)
 
 
+
+class SpikesTest(absltest.TestCase):
+
+  def curve(self):
+    e = np.arange(0, 10_000, 10)
+    loss = np.full(e.shape, 1e-7)
+    loss[e < 500] = np.linspace(4.7, 1e-7, int(np.sum(e < 500)))  # memorisation: falling
+    loss[e == 3000] = 0.2
+    loss[(e > 3000) & (e < 3200)] = 3e-3  # the recovery bump belongs to the same spike
+    loss[e == 3300] = 0.5                 # < 500 epochs later: still the same spike
+    loss[e == 7000] = 1e-3
+    loss[e == 8000] = 5e-7                # > 10x the minimum but below the 1e-6 floor
+    return e, loss
+
+  def test_spikes_found_and_merged(self):
+    e, loss = self.curve()
+    self.assertEqual(phases.loss_spikes(e, loss), [(3000, 0.5), (7000, 1e-3)])
+    self.assertEqual(phases.loss_spikes(e, loss, after=5000), [(7000, 1e-3)])
+    self.assertEqual(phases.loss_spikes(e, loss, gap=50), [(3000, 0.2), (3300, 0.5),
+                                                          (7000, 1e-3)])
+
+  def test_smooth_curves_and_nan_have_none(self):
+    e = np.arange(0, 5000, 10)
+    loss = np.exp(-e / 300.0) + 1e-7
+    self.assertEqual(phases.loss_spikes(e, loss), [])
+    loss[100] = np.nan  # a diverged point is skipped, not a spike
+    self.assertEqual(phases.loss_spikes(e[::-1], loss[::-1]), [])  # order does not matter
+
+  def test_late_spikes_start_at_generalisation(self):
+    e, train = self.curve()
+    test = np.where(e < 5000, 20.0, 1e-6)
+    self.assertEqual(phases.late_spikes(e, train, test), [(7000, 1e-3)])
+    # A run that never generalises: spikes after it memorised (train loss < 1e-2).
+    self.assertEqual(phases.late_spikes(e, train, np.full(e.shape, 20.0)),
+                     [(3000, 0.5), (7000, 1e-3)])
+    self.assertEqual(phases.late_spikes(e, np.full(e.shape, 3.0), np.full(e.shape, 3.0)), [])
+
 if __name__ == "__main__":
   absltest.main()

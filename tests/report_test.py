@@ -63,7 +63,9 @@ def test_tables_render(full):
   assert t4.count("\n") == 1 + len(wd.analysed_runs()) and "key freqs removed" in t4
   t5 = report.table5_markdown(wd)
   assert t5.count("\n") == 1 + len(wd.analysed_runs())
-  assert "never" in report.grok_markdown(wd)
+  assert "never" in report.grok_markdown(wd) and "spikes after that" in report.grok_markdown(wd)
+  assert report.spikes_text([(26690, 0.0164), (30150, 0.212)]) == "26 690 (0.016), 30 150 (0.21)"
+  assert report.spikes_text([(e, 1.0) for e in range(6)], most=4).endswith("+2 more")
   grid = report.phase_grid_markdown(wd)
   assert "λ = 0 | never" in grid and "frac 0.6" in grid
 
