@@ -42,6 +42,9 @@ TABLE2_ATTENTION = Number([(0, 35, 0.9903), (1, 42, 0.9849), (2, 52, 0.9907), (3
                           "SPEC §3.14 [PAPER*] (paper Table 2: head, frequency, FVE)")
 LOGIT_FVE = Number(0.95, "SPEC §3.7, §4.1 [PAPER*] (paper §4.2)")
 W_L_RESIDUAL = Number(0.0055, "SPEC §3.12, §4.1 [PAPER*] (\"under 0.55 %\"; norm vs squared UNVERIFIED)")
+LATE_SPIKES = Number("none", "authors' float64 curves: mainline to 39 900 (SPEC §4.1 [NB-OUT]), "
+                     "λ = 0.1 run to 107 790 (SPEC §5 [DATA]); App. D.2 ties slingshots to the "
+                     "float32 loss (SPEC §1.5)")
 GINI_NOTE = ("no mainline value in the paper (SPEC §8); Table 5 generalising models: "
              "W_E 0.55–0.80, W_L 0.71–0.91 (SPEC §3.8, §4.2 [PAPER])")
 

@@ -264,6 +264,12 @@ def comparison_rows(wd: Workdir) -> list[list[str]]:
     add("Final train / test loss", f"{fmt(paper.TRAIN_LOSS.value)} / {fmt(paper.TEST_LOSS.value)}",
         paper.TRAIN_LOSS.source, f"{fmt(np.mean(tr))} / {fmt(np.mean(te))} (epoch {fmt(ep)}, "
         "114-way training loss)")
+    spikes = wd.grok_table().set_index("run").loc[s["runs"], "spikes"]
+    ours = "; ".join(f"run {r}: {spikes_text(v, most=3)}" for r, v in spikes.items())
+    dtype = wd.config.get("train", {}).get("loss_dtype", "float64")
+    add("Train-loss spikes after grokking (float64 loss)", paper.LATE_SPIKES.value,
+        paper.LATE_SPIKES.source, ours,
+        s["setting"] + f", {dtype} loss, to epoch {fmt(ep)} (init-dependent: docs/gallery)")
   run = wd.main_run()
   f = wd.final(run) if run is not None else None
   if f:

@@ -47,7 +47,7 @@ def test_paper_vs_grokjax_rows_cite_sources(full):
     assert "SPEC §" in source, (quantity, source)
   names = " ".join(r[0] for r in rows)
   for q in ("Grokking epoch", "Phase ends", "Key frequencies", "Final train / test loss",
-            "Gini", "FVE", "phase boundary"):
+            "Gini", "FVE", "phase boundary", "Train-loss spikes after grokking"):
     assert q in names
 
 
