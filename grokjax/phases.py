@@ -36,15 +36,21 @@ def _first(epochs: np.ndarray, cond: np.ndarray) -> int | None:
   return int(epochs[idx[0]]) if idx.size else None
 
 
+def _sorted_curve(epochs: Sequence[float], values: Sequence[float], name: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(epochs, values, order) as int64/float64 arrays sorted by epoch; checks the shapes."""
+  e = np.asarray(epochs, dtype=np.int64)
+  x = np.asarray(values, dtype=np.float64)
+  if e.shape != x.shape or e.ndim != 1:
+    raise ValueError(f"epochs {e.shape} and {name} {x.shape} must be 1-D of one length")
+  order = np.argsort(e, kind="stable")
+  return e[order], x[order], order
+
+
 def detect(epochs: Sequence[float], test_loss: Sequence[float],
            restricted_loss: Sequence[float] | None) -> dict[str, Any]:
   """{'memorization_end', 'circuit_formation_end', 'cleanup_end'} (ints or None)."""
-  e = np.asarray(epochs, dtype=np.int64)
-  test = np.asarray(test_loss, dtype=np.float64)
-  if e.shape != test.shape or e.ndim != 1:
-    raise ValueError(f"epochs {e.shape} and test_loss {test.shape} must be 1-D of one length")
-  order = np.argsort(e, kind="stable")
-  e, test = e[order], test[order]
+  e, test, order = _sorted_curve(epochs, test_loss, "test_loss")
   out: dict[str, Any] = dict(memorization_end=None, circuit_formation_end=None, cleanup_end=None)
   if e.size == 0 or not np.any(np.isfinite(test)):
     return out
@@ -75,12 +81,7 @@ def loss_spikes(epochs: Sequence[float], loss: Sequence[float], after: float | N
   """[(first epoch, peak loss)] of each excursion of `loss` above `factor` × its running minimum
   (and above `floor`) at epochs > `after` (None: the whole curve). Excursions less than `gap`
   epochs apart are one spike. NaN values (diverged checkpoints) are skipped."""
-  e = np.asarray(epochs, dtype=np.int64)
-  x = np.asarray(loss, dtype=np.float64)
-  if e.shape != x.shape or e.ndim != 1:
-    raise ValueError(f"epochs {e.shape} and loss {x.shape} must be 1-D of one length")
-  order = np.argsort(e, kind="stable")
-  e, x = e[order], x[order]
+  e, x, _ = _sorted_curve(epochs, loss, "loss")
   running_min = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf))
   out: list[list[Any]] = []
   last = None
