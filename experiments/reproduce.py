@@ -46,9 +46,9 @@ def main(argv):
     _say("1/4 sweep: skipped (--skip_sweep)")
   else:
     cfg = sweep_cli.config_from_flags()
-    from grokjax import sweep
+    from grokjax import runner
     _say(f"1/4 sweep: {cfg.sweep.num_runs} runs × {cfg.train.num_epochs} epochs, p={cfg.p}")
-    _say(f"1/4 sweep: {sweep.run_sweep(cfg, workdir)} ({time.time() - t0:.0f}s)")
+    _say(f"1/4 sweep: {runner.run_sweep(cfg, workdir)} ({time.time() - t0:.0f}s)")
   if FLAGS.skip_analysis:
     _say("2/4 analysis: skipped (--skip_analysis)")
   else:

@@ -131,8 +131,8 @@ def main(argv):
   if not FLAGS.workdir:
     raise ConfigError("--workdir: required (the directory to write or resume)")
   cfg = config_from_flags()
-  from grokjax import sweep
-  status = sweep.run_sweep(cfg, FLAGS.workdir, state_every_s=FLAGS.state_every_s)
+  from grokjax import runner
+  status = runner.run_sweep(cfg, FLAGS.workdir, state_every_s=FLAGS.state_every_s)
   print(f"{status}: {FLAGS.workdir}")
   return 0
 

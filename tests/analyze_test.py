@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from grokjax import analysis, checkpoint, config, data, fourier, interop, measures, model
+from grokjax import analysis, checkpoint, config, data, fourier, interop, measures, model, runner
 from grokjax import results, sweep
 
 P, D_MLP, HEADS = 11, 32, 4
@@ -73,7 +73,7 @@ def _save(workdir: str, epoch: int, planted: tuple[int, int] | None):
 
 def _make_workdir(path: str) -> dict:
   cfg = _cfg()
-  sweep.prepare_workdir(cfg, path, sweep.grid(cfg))
+  runner.prepare_workdir(cfg, path, sweep.grid(cfg))
   params = {e: _save(path, e, (2, 4) if e == 200 else None) for e in (0, 100, 200)}
   rows = [dict(run=r, epoch=e, train_loss=1.0, test_loss=(5e-3 if (r, e) == (1, 150) else 3.0),
                train_acc=1.0, test_acc=0.1) for r in (0, 1) for e in range(0, 201, 50)]

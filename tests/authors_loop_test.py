@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import config, data, model, optim, results, sweep, train
+from grokjax import config, data, model, optim, results, sweep, train, runner
 
 try:
   import torch
@@ -133,8 +133,8 @@ class AuthorsLoopTest(absltest.TestCase):
     self.addCleanup(shutil.rmtree, wd, ignore_errors=True)
     cfg = lambda n: config.make_config(p=P, num_epochs=n, checkpoint_every=10, eval_every=1,
                                        seed=(2, 5))
-    sweep.run_sweep(cfg(20), wd, log=lambda s: None)
-    sweep.run_sweep(cfg(30), wd, log=lambda s: None)  # grokjax's own continuation
+    runner.run_sweep(cfg(20), wd, log=lambda s: None)
+    runner.run_sweep(cfg(30), wd, log=lambda s: None)  # grokjax's own continuation
     rows = [r for r in results.read_metrics_rows(wd) if r["run"] == 1 and r["epoch"] >= 20]
     ours = [r["train_loss"] for r in sorted(rows, key=lambda r: r["epoch"])][:10]
     net, opt, split, epoch = authors_continue.load_into_torch(wd, run_index=1, state_epoch=20)

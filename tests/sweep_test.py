@@ -11,7 +11,7 @@ import time
 from absl.testing import absltest
 import numpy as np
 
-from grokjax import checkpoint, config, results, sweep
+from grokjax import checkpoint, config, results, sweep, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(p=17, d_model=32, num_heads=4, eval_every=10, checkpoint_every=50)
@@ -56,7 +56,7 @@ class SweepTest(absltest.TestCase):
   def test_vmapped_run_equals_run_alone_and_compiles_once(self):
     wd = tmpdir(self)
     cfg = small(num_epochs=200, seed=(0, 1), weight_decay=(0.3, 1.0), frac_train=(0.3, 0.5))
-    sw_status = sweep.run_sweep(cfg, wd, log=lambda s: None)
+    sw_status = runner.run_sweep(cfg, wd, log=lambda s: None)
     self.assertEqual(sw_status, "trained")
     # One compiled chunk program for all four 50-epoch chunks.
     sw = sweep.Sweep(cfg)
@@ -67,7 +67,7 @@ class SweepTest(absltest.TestCase):
     runs = results.load_runs(wd)
     target = next(r for r in runs if (r["seed"], r["weight_decay"], r["frac_train"]) == (1, 1.0, 0.3))
     alone_wd = tmpdir(self)
-    sweep.run_sweep(small(num_epochs=200, seed=(1,), weight_decay=(1.0,), frac_train=(0.3,)),
+    runner.run_sweep(small(num_epochs=200, seed=(1,), weight_decay=(1.0,), frac_train=(0.3,)),
                     alone_wd, log=lambda s: None)
     grid_m = metrics(wd).loc[target["run"]]
     alone_m = metrics(alone_wd).loc[0]
@@ -75,25 +75,25 @@ class SweepTest(absltest.TestCase):
     self.assertEqual(len(grid_m), 21)  # epochs 0, 10, ..., 200
     self.assertEqual(checkpoint.param_epochs(wd), [0, 50, 100, 150, 200])
     # A finished sweep is not retrained; a different config is refused.
-    self.assertEqual(sweep.run_sweep(cfg, wd, log=lambda s: None), "finished")
+    self.assertEqual(runner.run_sweep(cfg, wd, log=lambda s: None), "finished")
     with self.assertRaisesRegex(config.ConfigError, "--workdir: .* different sweep .*lr"):
-      sweep.run_sweep(small(num_epochs=200, seed=(0, 1), weight_decay=(0.3, 1.0),
+      runner.run_sweep(small(num_epochs=200, seed=(0, 1), weight_decay=(0.3, 1.0),
                             frac_train=(0.3, 0.5), lr=3e-3), wd, log=lambda s: None)
 
   def test_more_epochs_continue_the_same_runs(self):
     wd, straight = tmpdir(self), tmpdir(self)
     cfg = lambda n: small(num_epochs=n, seed=(0, 1))
-    self.assertEqual(sweep.run_sweep(cfg(100), wd, log=lambda s: None), "trained")
-    self.assertEqual(sweep.run_sweep(cfg(150), wd, log=lambda s: None), "trained")
+    self.assertEqual(runner.run_sweep(cfg(100), wd, log=lambda s: None), "trained")
+    self.assertEqual(runner.run_sweep(cfg(150), wd, log=lambda s: None), "trained")
     self.assertEqual(results.load_config(wd).train.num_epochs, 150)
-    sweep.run_sweep(cfg(150), straight, log=lambda s: None)
+    runner.run_sweep(cfg(150), straight, log=lambda s: None)
     a, b = metrics(wd), metrics(straight)
     self.assertEqual(list(a.index), list(b.index))  # no duplicate row at epoch 100
     np.testing.assert_array_equal(a[["train_loss", "test_loss", "test_acc"]].to_numpy(),
                                   b[["train_loss", "test_loss", "test_acc"]].to_numpy())
     self.assertEqual(checkpoint.param_epochs(wd), [0, 50, 100, 150])
     with self.assertRaisesRegex(config.ConfigError, "--num_epochs: .* epoch 150"):
-      sweep.run_sweep(cfg(100), wd, log=lambda s: None)
+      runner.run_sweep(cfg(100), wd, log=lambda s: None)
     self.assertEqual(results.load_config(wd).train.num_epochs, 150)  # refused: left unchanged
 
   def test_sigkill_and_resume_equals_uninterrupted(self):
@@ -145,13 +145,13 @@ class SweepTest(absltest.TestCase):
 
   def test_nonfinite_run_is_isolated(self):
     wd = tmpdir(self)
-    sweep.run_sweep(small(num_epochs=100, weight_decay=(1.0, 1e30)), wd, log=lambda s: None)
+    runner.run_sweep(small(num_epochs=100, weight_decay=(1.0, 1e30)), wd, log=lambda s: None)
     m = metrics(wd)
     self.assertGreaterEqual(m.loc[1]["halted_at"].iloc[-1], 0)
     self.assertEqual(m.loc[0]["halted_at"].iloc[-1], -1)
     self.assertTrue(np.all(np.isfinite(m.loc[0]["train_loss"])))
     alone = tmpdir(self)
-    sweep.run_sweep(small(num_epochs=100, weight_decay=(1.0,)), alone, log=lambda s: None)
+    runner.run_sweep(small(num_epochs=100, weight_decay=(1.0,)), alone, log=lambda s: None)
     assert_same_trajectory(m.loc[[0]], metrics(alone).loc[[0]])
     with open(os.path.join(wd, results.METRICS)) as f:
       for line in f:
@@ -179,16 +179,16 @@ class PrecisionTest(absltest.TestCase):
   def test_config_json_without_a_newer_field_still_resumes(self):
     wd = tmpdir(self)
     cfg = small(num_epochs=100)
-    sweep.run_sweep(cfg, wd, log=lambda s: None)
+    runner.run_sweep(cfg, wd, log=lambda s: None)
     path = os.path.join(wd, results.CONFIG)
     with open(path) as f:
       old = json.load(f)
     del old["train"]["matmul_precision"]  # as written before the flag existed
     with open(path, "w") as f:
       json.dump(old, f)
-    self.assertEqual(sweep.run_sweep(cfg, wd, log=lambda s: None), "finished")
+    self.assertEqual(runner.run_sweep(cfg, wd, log=lambda s: None), "finished")
     with self.assertRaisesRegex(config.ConfigError, "matmul_precision: highest there, default now"):
-      sweep.run_sweep(small(num_epochs=100, matmul_precision="default"), wd, log=lambda s: None)
+      runner.run_sweep(small(num_epochs=100, matmul_precision="default"), wd, log=lambda s: None)
 
 
 class CliTest(absltest.TestCase):
