@@ -2,8 +2,9 @@
 
   python -m experiments.sweep --flagfile=wd_sweep.flags --workdir=runs/wd
 
-Swept flags (--seed, --weight_decay, --frac_train, --split_seed) take several values, repeated
-or comma-separated; the sweep is their cartesian product. A bare flagfile name that is not in the
+Swept flags (--seed, --weight_decay, --frac_train, --split_seed, --lr, --dropout, --l1,
+--grokfast_alpha, --grokfast_lamb: `config.AXES`) take several values, repeated or
+comma-separated; the sweep is their cartesian product. A bare flagfile name that is not in the
 current directory is looked up in experiments/flags/. Rerunning on the same workdir resumes.
 """
 from __future__ import annotations
@@ -15,36 +16,47 @@ from absl import app, flags
 
 FLAGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flags")
 
+from grokjax.config import AXES, TASKS  # noqa: E402
+
 flags.DEFINE_string("workdir", None, "Output directory (created; rerun to resume).")
-flags.DEFINE_enum("task", "add", ["add", "subtract", "x2xyy2", "rand"], "Modular task.")
-flags.DEFINE_integer("p", 113, "Modulus (vocabulary p + 1, '=' is token p).")
-flags.DEFINE_multi_string("seed", ["0"], "Model-init seeds (swept).")
-flags.DEFINE_multi_string("weight_decay", ["1.0"], "AdamW weight decays λ (swept).")
-flags.DEFINE_multi_string("frac_train", ["0.3"], "Fractions of the p² pairs used for training (swept).")
-flags.DEFINE_multi_string("split_seed", ["0"], "Seeds of the authors' random.shuffle split (swept).")
-flags.DEFINE_integer("num_epochs", 40_000, "Full-batch epochs (= optimizer steps).")
-flags.DEFINE_float("lr", 1e-3, "Peak learning rate (10-step warm-up from 0).")
+flags.DEFINE_enum("task", "add", list(TASKS), "Task (modular arithmetic or a sequence task).")
+flags.DEFINE_integer("p", None, "Modular tasks: the modulus (default 113; vocabulary p + 1).")
+flags.DEFINE_integer("num_data", None, "Sequence tasks: fixed training examples, trained "
+                     "full-batch; 0 (default) = infinite data, a fresh batch every step.")
+flags.DEFINE_integer("batch_size", None, "Sequence tasks with infinite data: examples per step "
+                     "(default: the task's, e.g. 64 for digit_addition).")
+flags.DEFINE_integer("eval_size", None, "Sequence tasks: fixed held-out examples evaluated.")
+flags.DEFINE_integer("n_ctx", None, "Sequence length, where the task allows it "
+                     "(repeated_subsequence: 85, skip_trigram: 10).")
+for _axis in AXES:
+  flags.DEFINE_multi_string(_axis.name, None, f"{_axis.doc} (swept; default {_axis.default}).")
+flags.DEFINE_integer("num_epochs", 40_000, "Epochs (= optimizer steps).")
+flags.DEFINE_float("b2", 0.98, "AdamW β2 (the paper's 0.98; the induction runs used 0.999).")
 flags.DEFINE_integer("d_model", 128, "Residual width.")
 flags.DEFINE_integer("num_heads", 4, "Attention heads (d_head = d_model / num_heads).")
 flags.DEFINE_integer("d_mlp", None, "MLP width (default 4·d_model).")
 flags.DEFINE_integer("num_layers", 1, "Transformer blocks.")
+flags.DEFINE_bool("attn_only", False, "Attention-only blocks (no MLP).")
 flags.DEFINE_string("act", "relu", "MLP activation: relu or gelu.")
-flags.DEFINE_float("dropout", 0.0, "Dropout rate on MLP neurons (0 = off, the paper's mainline).")
-flags.DEFINE_float("l1", 0.0, "L1 penalty coefficient added to the loss.")
 flags.DEFINE_string("loss_dtype", "float64", "Log-softmax precision: float64 (paper) or float32.")
 flags.DEFINE_string("matmul_precision", "highest",
                     "jax_default_matmul_precision of the sweep: highest (true float32, the "
                     "paper's numerics) or a faster one (tensorfloat32, bfloat16, default = the "
                     "backend's choice, TF32 on recent GPUs). No effect on CPUs.")
+flags.DEFINE_string("grokfast", "none", "Grokfast gradient filter before AdamW: none, ema, ma.")
+flags.DEFINE_integer("grokfast_window", 100, "Grokfast-MA window (gradients averaged).")
 flags.DEFINE_integer("eval_every", 10, "Epochs between test-loss evaluations.")
 flags.DEFINE_integer("checkpoint_every", 100, "Epochs between orbax checkpoints.")
 flags.DEFINE_float("state_every_s", 30.0, "Seconds between full-state (resume) checkpoints; "
                    "parameters are still saved every --checkpoint_every epochs.")
 
 FLAGS = flags.FLAGS
+SWEPT = tuple(a.name for a in AXES)
 
 
 def _values(name: str, cast):
+  if FLAGS[name].value is None:
+    return None
   out = []
   for item in FLAGS[name].value:
     for tok in str(item).split(","):
@@ -62,17 +74,23 @@ def _values(name: str, cast):
 def config_from_flags():
   """The validated Config for the parsed flags (raises ConfigError naming the flag)."""
   from grokjax.config import make_config
+  swept = {a.name: _values(a.name, a.cast if a.cast is float else _int) for a in AXES}
   return make_config(
-      task=FLAGS.task, p=FLAGS.p, d_model=FLAGS.d_model, num_heads=FLAGS.num_heads,
-      d_mlp=FLAGS.d_mlp, num_layers=FLAGS.num_layers, act=FLAGS.act, dropout=FLAGS.dropout,
-      num_epochs=FLAGS.num_epochs, lr=FLAGS.lr, l1=FLAGS.l1, loss_dtype=FLAGS.loss_dtype,
-      matmul_precision=FLAGS.matmul_precision, eval_every=FLAGS.eval_every,
-      checkpoint_every=FLAGS.checkpoint_every,
-      seed=_values("seed", int), weight_decay=_values("weight_decay", float),
-      frac_train=_values("frac_train", float), split_seed=_values("split_seed", int))
+      task=FLAGS.task, p=FLAGS.p, num_data=FLAGS.num_data, batch_size=FLAGS.batch_size,
+      eval_size=FLAGS.eval_size, n_ctx=FLAGS.n_ctx, d_model=FLAGS.d_model,
+      num_heads=FLAGS.num_heads, d_mlp=FLAGS.d_mlp, num_layers=FLAGS.num_layers,
+      attn_only=FLAGS.attn_only, act=FLAGS.act, num_epochs=FLAGS.num_epochs, b2=FLAGS.b2,
+      loss_dtype=FLAGS.loss_dtype, matmul_precision=FLAGS.matmul_precision,
+      eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+      grokfast=FLAGS.grokfast, grokfast_window=FLAGS.grokfast_window, **swept)
 
 
-SWEPT = ("seed", "weight_decay", "frac_train", "split_seed")
+def _int(tok: str) -> int:
+  """An integer flag value; '1e3'-style spellings of integers are accepted."""
+  v = float(tok) if any(c in tok for c in ".eE") else int(tok)
+  if v != int(v):
+    raise ValueError(tok)
+  return int(v)
 
 
 def _flagfile_path(path: str) -> str:

@@ -1,22 +1,28 @@
 """Frozen, validated configuration: the paper's defaults (SPEC §1) in one place.
 
-A *run* is one model; a *sweep* is the cartesian grid of runs over the values in
-`SweepConfig`. Everything that sets an array shape (p, widths, epochs) lives in
-`ModelConfig`/`TrainConfig` and is shared by every run of a sweep.
+A *run* is one model; a *sweep* is the cartesian grid of runs over the values of the swept axes
+(`AXES`, the one list of them: every other module iterates it). Everything that sets an array
+shape (the task's sizes, widths, epochs) lives in `ModelConfig`/`TrainConfig`/`Config` and is
+shared by every run of a sweep; swept values become per-run arrays of one compiled program.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
-TASKS = ("add", "subtract", "x2xyy2", "rand")
+MODULAR_TASKS = ("add", "subtract", "x2xyy2", "rand", "multiply")
+SEQUENCE_TASKS = ("digit_addition", "repeated_subsequence", "skip_trigram")
+TASKS = MODULAR_TASKS + SEQUENCE_TASKS
 ACTS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32")
+GROKFAST = ("none", "ema", "ma")
 # jax_default_matmul_precision values. "highest" is true float32 on every backend; the backend
 # default ("default") is TF32 on recent NVIDIA GPUs and bfloat16 passes on TPUs, which changes
 # the numerics of the paper's float32 model: faster, but opt-in.
 MATMUL_PRECISIONS = ("highest", "float32", "high", "tensorfloat32", "bfloat16", "default")
+INT32_MAX = 2**31 - 1
 
 
 class ConfigError(ValueError):
@@ -29,17 +35,54 @@ def _check(ok: bool, flag: str, msg: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class Axis:
+  """One swept per-run value: its flag, type, default and where it applies."""
+  name: str
+  cast: type
+  default: Any
+  doc: str
+  lo: float = -math.inf           # allowed range [lo, hi) or (lo, hi) when lo_open
+  hi: float = math.inf
+  lo_open: bool = False
+  modular_only: bool = False
+  grokfast_only: bool = False
+
+  def applies(self, cfg: "Config") -> bool:
+    return ((not self.modular_only or cfg.task in MODULAR_TASKS)
+            and (not self.grokfast_only or cfg.train.grokfast != "none"))
+
+
+# Grid order: runs are the cartesian product in this order (the first axis varies slowest).
+AXES = (
+    Axis("seed", int, 0, "model-init (and dropout) seed", lo=0, hi=INT32_MAX + 1),
+    Axis("weight_decay", float, 1.0, "AdamW decoupled weight decay λ", lo=0),
+    Axis("frac_train", float, 0.3, "fraction of the p² pairs used for training", lo=0, hi=1,
+         lo_open=True, modular_only=True),
+    Axis("split_seed", int, 0, "data seed: the authors' random.shuffle split (modular tasks), "
+         "the fixed train/test sets and the infinite stream (sequence tasks)",
+         lo=0, hi=INT32_MAX + 1),
+    Axis("lr", float, 1e-3, "peak learning rate", lo=0, lo_open=True),
+    Axis("dropout", float, 0.0, "dropout rate on MLP neurons", lo=0, hi=1),
+    Axis("l1", float, 0.0, "L1 penalty coefficient added to the loss", lo=0),
+    Axis("grokfast_alpha", float, 0.98, "Grokfast EMA momentum α", lo=0, hi=1,
+         grokfast_only=True),
+    Axis("grokfast_lamb", float, 2.0, "Grokfast amplification λ", lo=0, grokfast_only=True),
+)
+AXIS_NAMES = tuple(a.name for a in AXES)
+_AXIS = {a.name: a for a in AXES}
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  d_vocab: int = 114          # p + 1 (the '=' token is id p)
-  d_vocab_out: int = 114      # training logits cover all p + 1 classes (SPEC §1.5)
+  d_vocab: int = 114          # modular: p + 1 (the '=' token is id p)
+  d_vocab_out: int = 114      # modular: training logits cover all p + 1 classes (SPEC §1.5)
   n_ctx: int = 3
   d_model: int = 128
   num_heads: int = 4
   d_mlp: int = 512
   num_layers: int = 1
   act: str = "relu"
-  use_mlp: bool = True
-  dropout: float = 0.0        # on MLP neurons after the activation; 0 = off (paper)
+  use_mlp: bool = True        # False: attention-only blocks (`--attn_only`)
 
   @property
   def d_head(self) -> int:
@@ -49,35 +92,47 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   num_epochs: int = 40_000
-  lr: float = 1e-3
   b1: float = 0.9
   b2: float = 0.98
   eps: float = 1e-8
   warmup_steps: int = 10      # lr(step) = lr * min(step / warmup_steps, 1): step 0 uses lr 0
-  l1: float = 0.0             # L1 penalty added to the loss (not decoupled)
   loss_dtype: str = "float64"
   matmul_precision: str = "highest"
   eval_every: int = 10
   checkpoint_every: int = 100
+  grokfast: str = "none"      # "ema" or "ma": a Grokfast gradient filter before AdamW
+  grokfast_window: int = 100  # MA window (a shape: not swept)
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-  seed: tuple[int, ...] = (0,)            # model init (and dropout) seed
+  """The swept values, one tuple per axis of `AXES` (an empty tuple: the axis does not apply)."""
+  seed: tuple[int, ...] = (0,)
   weight_decay: tuple[float, ...] = (1.0,)
   frac_train: tuple[float, ...] = (0.3,)
   split_seed: tuple[int, ...] = (0,)
+  lr: tuple[float, ...] = (1e-3,)
+  dropout: tuple[float, ...] = (0.0,)
+  l1: tuple[float, ...] = (0.0,)
+  grokfast_alpha: tuple[float, ...] = ()
+  grokfast_lamb: tuple[float, ...] = ()
+
+  def axes(self) -> list[tuple[str, tuple]]:
+    """(name, values) of the axes that apply, in grid order."""
+    return [(a.name, getattr(self, a.name)) for a in AXES if getattr(self, a.name)]
 
   @property
   def num_runs(self) -> int:
-    return (len(self.seed) * len(self.weight_decay) * len(self.frac_train)
-            * len(self.split_seed))
+    return math.prod(len(v) for _, v in self.axes())
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
   task: str = "add"
-  p: int = 113
+  p: int = 113                # modular tasks: the modulus
+  num_data: int = 0           # sequence tasks: fixed training examples; 0 = infinite data
+  batch_size: int = 0         # sequence tasks with infinite data: fresh examples per step
+  eval_size: int = 0          # sequence tasks: fixed held-out examples evaluated
   model: ModelConfig = ModelConfig()
   train: TrainConfig = TrainConfig()
   sweep: SweepConfig = SweepConfig()
@@ -90,22 +145,86 @@ class Config:
 
   @classmethod
   def from_dict(cls, d: dict[str, Any]) -> "Config":
-    sw = {k: tuple(v) for k, v in d["sweep"].items()}
-    return cls(task=d["task"], p=d["p"], model=ModelConfig(**d["model"]),
-               train=TrainConfig(**d["train"]), sweep=SweepConfig(**sw))
+    """Reads config.json, including files written before lr/dropout/l1 became swept axes."""
+    d = json.loads(json.dumps(d))
+    model, train, sweep = d["model"], d["train"], d["sweep"]
+    for name, old in (("lr", train), ("l1", train), ("dropout", model)):
+      if name in old and name not in sweep:
+        sweep[name] = [old.pop(name)]
+      old.pop(name, None)
+    sw = {k: tuple(v) for k, v in sweep.items()}
+    top = {k: d[k] for k in ("num_data", "batch_size", "eval_size") if k in d}
+    return cls(task=d["task"], p=d["p"], model=ModelConfig(**model),
+               train=TrainConfig(**train), sweep=SweepConfig(**sw), **top)
 
 
-def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
-                num_heads: int = 4, d_mlp: int | None = None, num_layers: int = 1,
-                act: str = "relu", dropout: float = 0.0, num_epochs: int = 40_000,
-                lr: float = 1e-3, l1: float = 0.0, loss_dtype: str = "float64",
-                matmul_precision: str = "highest", eval_every: int = 10,
-                checkpoint_every: int = 100,
-                seed=(0,), weight_decay=(1.0,), frac_train=(0.3,),
-                split_seed=(0,)) -> Config:
-  """Builds and validates a Config; sizes are derived from p and d_model (SPEC §7.4)."""
+def _finite(x: float, flag: str) -> float:
+  _check(isinstance(x, (int, float)) and math.isfinite(x), flag, f"must be finite, got {x}")
+  return float(x)
+
+
+def _axis_values(axis: Axis, values) -> tuple:
+  flag = axis.name
+  vals = tuple(values)
+  _check(len(vals) >= 1, flag, "needs at least one value")
+  out = []
+  for v in vals:
+    if axis.cast is int:
+      _check(float(v) == int(v), flag, f"must be an integer, got {v}")
+      v = int(v)
+    else:
+      v = _finite(float(v), flag)
+    lo_ok = v > axis.lo if axis.lo_open else v >= axis.lo
+    if not (lo_ok and v < axis.hi):
+      lo = "(" if axis.lo_open else "["
+      hi = "2^31" if axis.hi == INT32_MAX + 1 else axis.hi
+      raise ConfigError(f"--{flag}: every value must be in {lo}{axis.lo:g}, {hi}), got {v}")
+    out.append(v)
+  _check(len(set(out)) == len(out), flag, f"has repeated values {out}")
+  return tuple(out)
+
+
+def make_config(*, task: str = "add", p: int | None = None, num_data: int | None = None,
+                batch_size: int | None = None, eval_size: int | None = None,
+                n_ctx: int | None = None, d_model: int = 128, num_heads: int = 4,
+                d_mlp: int | None = None, num_layers: int = 1, act: str = "relu",
+                attn_only: bool = False, num_epochs: int = 40_000, b2: float = 0.98,
+                loss_dtype: str = "float64", matmul_precision: str = "highest",
+                eval_every: int = 10, checkpoint_every: int = 100, grokfast: str = "none",
+                grokfast_window: int = 100, **swept) -> Config:
+  """Builds and validates a Config; sizes are derived from the task (SPEC §7.4).
+
+  `swept` takes one iterable (or a single value) per axis of `AXES`; an axis not given takes its
+  default. Task-specific values left as None take the task's default; given for a task they do
+  not apply to, they are an error that names the flag.
+  """
+  from grokjax import tasks  # the task registry knows each task's sizes and defaults
   _check(task in TASKS, "task", f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
-  _check(isinstance(p, int) and p >= 2, "p", f"must be an integer >= 2, got {p!r}")
+  unknown = set(swept) - set(AXIS_NAMES)
+  if unknown:
+    raise TypeError(f"make_config got unknown arguments {sorted(unknown)}")
+  for name, v in list(swept.items()):
+    if v is not None and (isinstance(v, (int, float, str)) or not hasattr(v, "__iter__")):
+      swept[name] = (v,)
+  _check(grokfast in GROKFAST, "grokfast", f"unknown {grokfast!r}; allowed: {', '.join(GROKFAST)}")
+  train = TrainConfig(num_epochs=num_epochs, b2=_finite(b2, "b2"), loss_dtype=loss_dtype,
+                      matmul_precision=matmul_precision, eval_every=eval_every,
+                      checkpoint_every=checkpoint_every, grokfast=grokfast,
+                      grokfast_window=grokfast_window)
+  base = Config(task=task, train=train)
+  sweep = {}
+  for axis in AXES:
+    given = swept.get(axis.name)
+    if not axis.applies(base):
+      why = ("modular tasks" if axis.modular_only else "--grokfast=ema or ma")
+      _check(given is None, axis.name, f"applies to {why} only (got --task={task}, "
+             f"--grokfast={grokfast})")
+      sweep[axis.name] = ()
+    else:
+      sweep[axis.name] = _axis_values(axis, (axis.default,) if given is None else given)
+  task_sizes = tasks.resolve(task, p=p, num_data=num_data, batch_size=batch_size,
+                             eval_size=eval_size, n_ctx=n_ctx,
+                             frac_train=sweep["frac_train"])
   _check(d_model >= 1, "d_model", f"must be >= 1, got {d_model}")
   _check(num_heads >= 1, "num_heads", f"must be >= 1, got {num_heads}")
   _check(d_model % num_heads == 0, "d_model",
@@ -114,10 +233,10 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
   _check(d_mlp >= 1, "d_mlp", f"must be >= 1, got {d_mlp}")
   _check(num_layers >= 1, "num_layers", f"must be >= 1, got {num_layers}")
   _check(act in ACTS, "act", f"unknown activation {act!r}; allowed: {', '.join(ACTS)}")
-  _check(0.0 <= dropout < 1.0, "dropout", f"must be in [0, 1), got {dropout}")
-  _check(num_epochs >= 0, "num_epochs", f"must be >= 0, got {num_epochs}")
-  _check(lr > 0, "lr", f"must be > 0, got {lr}")
-  _check(l1 >= 0, "l1", f"must be >= 0, got {l1}")
+  _check(not (attn_only and any(sweep["dropout"])), "dropout",
+         "acts on MLP neurons; an --attn_only model has none")
+  _check(0 <= num_epochs <= INT32_MAX, "num_epochs", f"must be in [0, 2^31), got {num_epochs}")
+  _check(0 < b2 < 1, "b2", f"must be in (0, 1), got {b2}")
   _check(loss_dtype in LOSS_DTYPES, "loss_dtype",
          f"unknown {loss_dtype!r}; allowed: {', '.join(LOSS_DTYPES)}")
   _check(matmul_precision in MATMUL_PRECISIONS, "matmul_precision",
@@ -128,27 +247,10 @@ def make_config(*, task: str = "add", p: int = 113, d_model: int = 128,
          f"must be a multiple of --eval_every={eval_every}, got {checkpoint_every}")
   _check(num_epochs % checkpoint_every == 0, "num_epochs",
          f"must be a multiple of --checkpoint_every={checkpoint_every}, got {num_epochs}")
-  seed, weight_decay = tuple(int(s) for s in seed), tuple(float(w) for w in weight_decay)
-  frac_train, split_seed = tuple(float(f) for f in frac_train), tuple(int(s) for s in split_seed)
-  for name, vals in (("seed", seed), ("weight_decay", weight_decay),
-                     ("frac_train", frac_train), ("split_seed", split_seed)):
-    _check(len(vals) >= 1, name, "needs at least one value")
-    _check(len(set(vals)) == len(vals), name, f"has repeated values {list(vals)}")
-  _check(all(w >= 0 for w in weight_decay), "weight_decay", f"must be >= 0, got {list(weight_decay)}")
-  _check(all(0 < f < 1 for f in frac_train), "frac_train",
-         f"every value must be in (0, 1), got {list(frac_train)}")
-  for f in frac_train:
-    n = int(f * p * p)
-    _check(1 <= n < p * p, "frac_train",
-           f"{f} gives {n} training pairs of {p * p}; need at least one train and one test pair")
-  _check(all(s >= 0 for s in seed + split_seed), "seed",
-         "seeds (--seed, --split_seed) must be >= 0")
-  model = ModelConfig(d_vocab=p + 1, d_vocab_out=p + 1, n_ctx=3, d_model=d_model,
-                      num_heads=num_heads, d_mlp=d_mlp, num_layers=num_layers, act=act,
-                      dropout=dropout)
-  train = TrainConfig(num_epochs=num_epochs, lr=lr, l1=l1, loss_dtype=loss_dtype,
-                      matmul_precision=matmul_precision, eval_every=eval_every,
-                      checkpoint_every=checkpoint_every)
-  sweep = SweepConfig(seed=seed, weight_decay=weight_decay, frac_train=frac_train,
-                      split_seed=split_seed)
-  return Config(task=task, p=p, model=model, train=train, sweep=sweep)
+  _check(grokfast_window >= 1, "grokfast_window", f"must be >= 1, got {grokfast_window}")
+  model = ModelConfig(d_vocab=task_sizes["d_vocab"], d_vocab_out=task_sizes["d_vocab_out"],
+                      n_ctx=task_sizes["n_ctx"], d_model=d_model, num_heads=num_heads,
+                      d_mlp=d_mlp, num_layers=num_layers, act=act, use_mlp=not attn_only)
+  return Config(task=task, p=task_sizes["p"], num_data=task_sizes["num_data"],
+                batch_size=task_sizes["batch_size"], eval_size=task_sizes["eval_size"],
+                model=model, train=train, sweep=SweepConfig(**sweep))

@@ -1,4 +1,6 @@
-"""Tasks as token arrays, and the authors' train/test split (SPEC §1.1).
+"""The modular tasks' data: the p² grid of pairs, labels, and the authors' split (SPEC §1.1).
+
+`grokjax.tasks.modular` wraps this as a Task; the Fourier analysis reads the grid directly.
 
 Modular arithmetic: every input is `[a, b, =]` with `=` = token p; all p² pairs are
 enumerated a-major (row n = a·p + b), and every 2D analysis reshapes that axis to (a, b).
@@ -26,6 +28,8 @@ def labels(task: str, p: int) -> np.ndarray:
     y = (a + b) % p
   elif task == "subtract":
     y = (a - b) % p
+  elif task == "multiply":
+    y = (a * b) % p
   elif task == "x2xyy2":
     y = (a * a + a * b + b * b) % p
   elif task == "rand":

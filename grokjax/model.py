@@ -6,9 +6,14 @@ W_O (d_model, heads·d_head), W_in (d_mlp, d_model), b_in, W_out (d_model, d_mlp
 W_U (d_model, d_vocab_out). No LayerNorm; biases only in the MLP.
 
 `Transformer` is the plain, readable model (all positions; activations sown into
-'intermediates'). `last_logits` is what training calls: for a one-layer model it computes only
-the last position's logits from per-(position, token) tables — exact algebra, tested equal to
-the plain model — and otherwise falls back to the plain model.
+'intermediates'); `use_mlp=False` makes its blocks attention-only. `logits_at` is the one
+forward that training, evaluation and the analysis call: the logits at a task's loss positions.
+For a one-layer model whose loss reads only the last position (the modular tasks, the skip
+trigram with an MLP) it computes that position from per-(position, token) tables — exact
+algebra, tested equal to the plain model — and otherwise slices the plain model's logits.
+
+Dropout (on MLP neurons, inverted scaling) is `(keep_prob, key)`: a per-run keep probability
+(a traced value under vmap) and the key of this step; None at evaluation.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import jax.numpy as jnp
 from grokjax.config import ModelConfig
 
 Params = dict[str, Any]
+Dropout = tuple[jax.Array, jax.Array] | None  # (keep probability, PRNG key)
 MASK_VALUE = 1e10  # the authors subtract 1e10 from future positions' scores (SPEC §7.15)
 
 
@@ -38,7 +44,7 @@ class Block(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BxLxD: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+  def __call__(self, x_BxLxD: jax.Array, dropout: Dropout = None) -> jax.Array:
     c = self.cfg
     s = c.d_model ** -0.5
     H, E, D = c.num_heads, c.d_head, c.d_model
@@ -63,7 +69,7 @@ class Block(nn.Module):
     W_out = self.param("W_out", _normal(s), (D, c.d_mlp))  # 1/sqrt(d_model), as the authors
     b_out = self.param("b_out", nn.initializers.zeros, (D,), jnp.float32)
     post = _act(c.act)(jnp.einsum("md,bqd->bqm", W_in, x) + b_in)
-    post = _dropout(post, c.dropout, dropout_key)
+    post = _dropout(post, dropout)
     self.sow("intermediates", "mlp_post", post)
     return x + jnp.einsum("dm,bqm->bqd", W_out, post) + b_out
 
@@ -72,25 +78,27 @@ class Transformer(nn.Module):
   cfg: ModelConfig
 
   @nn.compact
-  def __call__(self, tokens_BxL: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
+  def __call__(self, tokens_BxL: jax.Array, dropout: Dropout = None) -> jax.Array:
     c = self.cfg
     W_E = self.param("W_E", _normal(c.d_model ** -0.5), (c.d_model, c.d_vocab))
     W_pos = self.param("W_pos", _normal(c.d_model ** -0.5), (c.n_ctx, c.d_model))
     x = W_E.T[tokens_BxL] + W_pos[: tokens_BxL.shape[1]]
     for i in range(c.num_layers):
-      key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-      x = Block(c, name=f"blocks_{i}")(x, key)
+      drop = None if dropout is None else (dropout[0], jax.random.fold_in(dropout[1], i))
+      x = Block(c, name=f"blocks_{i}")(x, drop)
       self.sow("intermediates", f"resid_post_{i}", x)
     W_U = self.param("W_U", _normal(c.d_vocab ** -0.5), (c.d_model, c.d_vocab_out))
     return x @ W_U
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-  """Inverted dropout; identity when rate is 0 or no key is given (evaluation)."""
-  if rate == 0.0 or key is None:
+def _dropout(x: jax.Array, dropout: Dropout) -> jax.Array:
+  """Inverted dropout; identity without (evaluation). A keep probability of 1 keeps every
+  neuron unscaled, so runs without dropout are exact inside a sweep that has some."""
+  if dropout is None:
     return x
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
+  keep_prob, key = dropout  # float64 under x64: the uniforms are drawn in its dtype
+  keep = jax.random.bernoulli(key, keep_prob, x.shape)
+  return jnp.where(keep, x / keep_prob.astype(x.dtype), 0.0)
 
 
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
@@ -99,9 +107,9 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
 
 
 def apply(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
-          dropout_key: jax.Array | None = None) -> jax.Array:
+          dropout: Dropout = None) -> jax.Array:
   """Logits (B, L, d_vocab_out) at every position (the plain model)."""
-  return Transformer(cfg).apply({"params": params}, tokens_BxL, dropout_key)
+  return Transformer(cfg).apply({"params": params}, tokens_BxL, dropout)
 
 
 def apply_with_cache(cfg: ModelConfig, params: Params,
@@ -114,16 +122,26 @@ def apply_with_cache(cfg: ModelConfig, params: Params,
   return logits, cache
 
 
+def logits_at(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
+              positions: tuple[int, ...], dropout: Dropout = None) -> jax.Array:
+  """Logits (B, P, d_vocab_out) at the static `positions` (a task's loss positions)."""
+  L = tokens_BxL.shape[1]
+  if cfg.num_layers == 1 and cfg.use_mlp and tuple(positions) == (L - 1,):
+    return _last_logits_one_layer(cfg, params, tokens_BxL, dropout)[:, None]
+  logits = apply(cfg, params, tokens_BxL, dropout)
+  if tuple(positions) == tuple(range(L)):
+    return logits
+  return logits[:, jnp.asarray(positions)]
+
+
 def last_logits(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
-                dropout_key: jax.Array | None = None) -> jax.Array:
+                dropout: Dropout = None) -> jax.Array:
   """Logits (B, d_vocab_out) at the last position: the only ones the modular tasks' loss reads."""
-  if cfg.num_layers != 1 or not cfg.use_mlp:
-    return apply(cfg, params, tokens_BxL, dropout_key)[:, -1]
-  return _last_logits_one_layer(cfg, params, tokens_BxL, dropout_key)
+  return logits_at(cfg, params, tokens_BxL, (tokens_BxL.shape[1] - 1,), dropout)[:, 0]
 
 
 def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
-                           dropout_key: jax.Array | None) -> jax.Array:
+                           dropout: Dropout) -> jax.Array:
   """One-layer last-position logits from per-(position, token) tables.
 
   In a one-layer model the residual stream entering attention at position j depends only on
@@ -153,6 +171,6 @@ def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Arr
   attn_BxD = z_BxF @ blk["W_O"].T
   resid_BxD = x0_LxVxD[-1][tokens_BxL[:, -1]] + attn_BxD
   post_BxM = _act(cfg.act)(resid_BxD @ blk["W_in"].T + blk["b_in"])
-  post_BxM = _dropout(post_BxM, cfg.dropout, dropout_key)
+  post_BxM = _dropout(post_BxM, dropout)
   resid_BxD = resid_BxD + post_BxM @ blk["W_out"].T + blk["b_out"]
   return resid_BxD @ params["W_U"]

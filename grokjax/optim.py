@@ -1,12 +1,17 @@
-"""AdamW exactly as the authors' PyTorch setup (SPEC §1.4).
+"""AdamW exactly as the authors' PyTorch setup (SPEC §1.4), with per-run hyperparameters.
 
 Decoupled weight decay on every parameter (no mask), betas (0.9, 0.98), eps 1e-8, and the
 warm-up `lr · min(step / 10, 1)` counted from optimizer step 0, so the first step uses lr 0:
 it moves no parameter but advances Adam's moments and bias-correction counter, as in PyTorch.
-The weight decay lives in the optimizer state (`inject_hyperparams`), so a vmapped sweep
-carries one value per run and checkpoints record it.
+
+The transform is built once per sweep. Every swept optimizer value (peak lr, weight decay, and
+the Grokfast α, λ when `--grokfast` is on) lives in the optimizer *state*
+(`optax.inject_hyperparams`): `init` writes the run's values there, so a vmapped sweep carries
+one value per run, one compiled program serves every value, and checkpoints record them.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,15 +20,32 @@ import optax
 from grokjax.config import TrainConfig
 
 
-def lr_schedule(cfg: TrainConfig):
-  def schedule(count: jax.Array) -> jax.Array:
-    if cfg.warmup_steps == 0:
-      return jnp.float32(cfg.lr)
-    return cfg.lr * jnp.minimum(count.astype(jnp.float32) / cfg.warmup_steps, 1.0)
-  return schedule
+def _adamw_warmup(warmup_steps: int):
+  """optax.adamw whose lr is `learning_rate · min(count / warmup_steps, 1)` (a traced peak)."""
+  def factory(learning_rate, weight_decay, b1, b2, eps):
+    def schedule(count: jax.Array) -> jax.Array:
+      if warmup_steps == 0:
+        return learning_rate
+      return learning_rate * jnp.minimum(count.astype(jnp.float32) / warmup_steps, 1.0)
+    return optax.adamw(learning_rate=schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+  return factory
 
 
-def make_optimizer(cfg: TrainConfig, weight_decay: float | jax.Array) -> optax.GradientTransformation:
-  return optax.inject_hyperparams(optax.adamw, hyperparam_dtype=jnp.float32)(
-      learning_rate=lr_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-      weight_decay=weight_decay)
+def make_optimizer(cfg: TrainConfig, hyper: Any = None) -> optax.GradientTransformation:
+  """The sweep's transform. `hyper` (a run's `train.Hyper`) only matters for `init`; updates
+  read every per-run value from the state."""
+  lr = 1e-3 if hyper is None else hyper.lr
+  wd = 1.0 if hyper is None else hyper.weight_decay
+  adamw = optax.inject_hyperparams(_adamw_warmup(cfg.warmup_steps),
+                                   hyperparam_dtype=jnp.float32)(
+      learning_rate=lr, weight_decay=wd, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+  if cfg.grokfast == "none":
+    return adamw
+  from grokjax import grokfast
+  alpha = 0.98 if hyper is None else hyper.grokfast_alpha
+  lamb = 2.0 if hyper is None else hyper.grokfast_lamb
+  if cfg.grokfast == "ema":
+    gf = grokfast.grokfast_ema(alpha=alpha, lamb=lamb)
+  else:
+    gf = grokfast.grokfast_ma(window=cfg.grokfast_window, lamb=lamb)
+  return optax.chain(gf, adamw)

@@ -1,55 +1,55 @@
 """A sweep: the grid of runs trained as one jit(vmap(scan(step))) program, in chunks.
 
-The run axis is sharded over all visible devices (padded to a multiple of the device count by
-repeating the last run; padded lanes are never written out). Between chunks the host writes
-metrics and orbax checkpoints; rerunning on the same workdir resumes from the newest complete
-state checkpoint and reproduces an uninterrupted run exactly.
+The grid is the cartesian product of the swept axes (`config.AXES`, the one list of them);
+each run's swept values become per-run arrays (`train.Hyper`), its data the task's per-run
+arrays. The run axis is sharded over all visible devices (padded to a multiple of the device
+count by repeating the last run; padded lanes are never written out). `runner.py` drives the
+compiled programs over a workdir.
 """
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from grokjax import data, train
-from grokjax.config import Config
+from grokjax import train
+from grokjax.config import Config, ConfigError
+
+# Per-run fields of sweep.json / metrics.jsonl that are not swept values.
+METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
 
 
 def grid(cfg: Config) -> list[dict[str, Any]]:
-  """The cartesian product of the swept values, in (seed, wd, frac, split_seed) order."""
-  s = cfg.sweep
+  """One dict per run: its index, its value of every applicable axis, and the task's fields
+  (e.g. n_train and the split fingerprint)."""
+  task = train.program(cfg).task
+  names, values = zip(*cfg.sweep.axes())
   runs = []
-  for i, (seed, wd, frac, ss) in enumerate(itertools.product(
-      s.seed, s.weight_decay, s.frac_train, s.split_seed)):
-    mask = data.train_mask(cfg.p, frac, ss)
-    runs.append(dict(run=i, seed=seed, weight_decay=wd, frac_train=frac, split_seed=ss,
-                     n_train=int(mask.sum()), split_fingerprint=data.split_fingerprint(mask)))
+  for i, combo in enumerate(itertools.product(*values)):
+    r = dict(run=i, **dict(zip(names, combo)))
+    r.update(task.describe(r))
+    runs.append(r)
   return runs
 
 
 def build_data(cfg: Config, runs: list[dict[str, Any]],
-               num_lanes: int) -> tuple[train.RunData, train.Shared]:
-  """Stacked per-run arrays; each run's train set gathered and padded to the largest one."""
-  p = cfg.p
-  idx = [data.train_indices(p, r["frac_train"], r["split_seed"]) for r in runs]
-  n_max = max(len(i) for i in idx)
-  lanes = [min(i, len(runs) - 1) for i in range(num_lanes)]  # pad by repeating the last run
-  train_idx = np.zeros((num_lanes, n_max), np.int32)
-  train_w = np.zeros((num_lanes, n_max), np.float32)
-  train_mask = np.zeros((num_lanes, p * p), bool)
-  for lane, r in enumerate(lanes):
-    train_idx[lane, :len(idx[r])] = idx[r]
-    train_w[lane, :len(idx[r])] = 1.0
-    train_mask[lane, idx[r]] = True
-  run_data = train.RunData(
-      seed=np.array([runs[r]["seed"] for r in lanes], np.int32),
-      weight_decay=np.array([runs[r]["weight_decay"] for r in lanes], np.float32),
-      train_idx=train_idx, train_w=train_w, train_mask=train_mask)
-  shared = train.Shared(tokens=data.all_tokens(p), labels=data.labels(cfg.task, p))
-  return run_data, shared
+               num_lanes: int) -> tuple[train.RunData, Any]:
+  """Stacked per-run arrays (lanes beyond the runs repeat the last run) and the shared ones."""
+  lanes = [runs[min(i, len(runs) - 1)] for i in range(num_lanes)]
+  val = lambda r, name, default: r.get(name, default)
+  f32 = lambda name, default=0.0: np.array([val(r, name, default) for r in lanes], np.float32)
+  hyper = train.Hyper(
+      seed=np.array([r["seed"] for r in lanes], np.int32),
+      split_seed=np.array([r["split_seed"] for r in lanes], np.int32),
+      weight_decay=f32("weight_decay"), lr=f32("lr"),
+      keep_prob=np.array([1.0 - r["dropout"] for r in lanes], np.float64),
+      l1=f32("l1"), grokfast_alpha=f32("grokfast_alpha"), grokfast_lamb=f32("grokfast_lamb"))
+  per_lane, shared = train.program(cfg).task.build(lanes)
+  return train.RunData(hyper, per_lane), shared
 
 
 def _at_precision(cfg: Config, fn: Callable) -> Callable:
@@ -60,14 +60,44 @@ def _at_precision(cfg: Config, fn: Callable) -> Callable:
   return wrapped
 
 
+def estimate_bytes(cfg: Config, num_lanes: int) -> int:
+  """A lower bound on the memory one evaluation needs (its logits and MLP activations)."""
+  task, m = train.program(cfg).task, cfg.model
+  per_example = len(task.loss_pos) * m.d_vocab_out * (4 + 8 + 8)  # float32 logits, f64 logp
+  per_example += m.n_ctx * (m.d_model * 4 + (m.d_mlp if m.use_mlp else 0)) * 4 * m.num_layers
+  per_example += m.num_heads * m.n_ctx * m.n_ctx * 4 * m.num_layers
+  return num_lanes * task.eval_examples() * per_example
+
+
+def _memory_bytes(device: Any) -> int | None:
+  try:
+    stats = device.memory_stats()
+    if stats and "bytes_limit" in stats:
+      return int(stats["bytes_limit"])
+  except Exception:  # CPU devices have no memory_stats
+    pass
+  try:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  except (ValueError, OSError):
+    return None
+
+
 class Sweep:
   """The compiled programs of one sweep, with the run axis sharded over `devices`."""
 
   def __init__(self, cfg: Config, devices: list[Any] | None = None):
     self.cfg = cfg
+    self.prog = prog = train.program(cfg)
     self.runs = grid(cfg)
     devices = devices or jax.devices()
     self.num_lanes = -(-len(self.runs) // len(devices)) * len(devices)
+    need, have = estimate_bytes(cfg, self.num_lanes), _memory_bytes(devices[0])
+    if have is not None and need > have * len(devices):
+      raise ConfigError(
+          f"--p/--d_model/...: one evaluation of {self.num_lanes} runs needs at least "
+          f"{need / 2**30:.1f} GiB ({prog.task.eval_examples()} examples × "
+          f"{len(prog.task.loss_pos)}×{cfg.model.d_vocab_out} logits each), this machine has "
+          f"{have * len(devices) / 2**30:.1f} GiB; use a smaller model, task or sweep")
     mesh = Mesh(np.array(devices), ("runs",))
     self.lane_sharding = NamedSharding(mesh, P("runs"))
     self.replicated = NamedSharding(mesh, P())
@@ -75,15 +105,15 @@ class Sweep:
     self.run_data = jax.device_put(run_data, self.lane_sharding)
     self.shared = jax.device_put(shared, self.replicated)
     chunk = cfg.train.checkpoint_every
-    vchunk = _at_precision(cfg, jax.vmap(lambda s, r, sh: train.train_chunk(cfg, s, r, sh, chunk),
-                                         in_axes=(0, 0, None)))
+    vchunk = _at_precision(cfg, jax.vmap(
+        lambda s, r, sh: train.train_chunk(prog, s, r, sh, chunk), in_axes=(0, 0, None)))
     # Outputs keep the run-axis sharding, so chunk n+1 sees chunk n's output exactly as it saw
     # the init: one compile for the whole sweep.
     self.chunk_fn = jax.jit(vchunk, donate_argnums=0, out_shardings=self.lane_sharding)
-    veval = _at_precision(cfg, jax.vmap(lambda s, r, sh: train.evaluate(cfg, s.params, r, sh),
-                                        in_axes=(0, 0, None)))
+    veval = _at_precision(cfg, jax.vmap(
+        lambda s, r, sh: train.evaluate(prog, s.params, r, sh, s.epoch), in_axes=(0, 0, None)))
     self.eval_fn = jax.jit(veval, out_shardings=self.lane_sharding)
-    self.init_fn = jax.jit(jax.vmap(lambda r: train.init_state(cfg, r)),
+    self.init_fn = jax.jit(jax.vmap(lambda r: train.init_state(prog, r)),
                            out_shardings=self.lane_sharding)
 
   def init(self) -> train.TrainState:
@@ -95,18 +125,18 @@ class Sweep:
                                                        sharding=self.lane_sharding), shapes)
 
   def metric_rows(self, metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Rows (run-major within each epoch) from chunk metrics shaped (lanes, blocks)."""
+    """Rows (run-major within each epoch) from chunk metrics shaped (lanes, blocks): the run,
+    the epoch, the run's swept values, the metrics (per-group test losses where the task has
+    groups) and the halt flag."""
     rows = []
     epochs = np.asarray(metrics["epoch"])
+    axes = [name for name, _ in self.cfg.sweep.axes()]
+    names = list(METRICS) + [f"test_loss_{g}" for g in self.prog.task.group_names]
     for b in range(epochs.shape[1]):
       for r in self.runs:
         i = r["run"]
-        rows.append(dict(
-            run=i, epoch=int(epochs[i, b]), seed=r["seed"], weight_decay=r["weight_decay"],
-            frac_train=r["frac_train"], split_seed=r["split_seed"],
-            train_loss=float(metrics["train_loss"][i, b]),
-            test_loss=float(metrics["test_loss"][i, b]),
-            train_acc=float(metrics["train_acc"][i, b]),
-            test_acc=float(metrics["test_acc"][i, b]),
-            halted_at=int(metrics["halted_at"][i, b])))
+        row = dict(run=i, epoch=int(epochs[i, b]), **{a: r[a] for a in axes})
+        row.update({k: float(metrics[k][i, b]) for k in names})
+        row["halted_at"] = int(metrics["halted_at"][i, b])
+        rows.append(row)
     return rows

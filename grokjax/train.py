@@ -1,11 +1,13 @@
 """One run's training: the pure train step, the evaluation, and the scanned chunk.
 
-Everything here is written for a single run; `sweep.py` vmaps it over the run axis.
+Everything here is written for a single run of any task; `sweep.py` vmaps it over the run axis.
 Semantics follow the authors' loop (SPEC §1.6): the losses logged at epoch e are computed with
-the parameters after e optimizer steps, i.e. *before* update e; one full-batch step per epoch.
+the parameters after e optimizer steps, i.e. *before* update e; one optimizer step per epoch
+(full batch for finite data, a fresh batch for infinite data).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -15,23 +17,26 @@ import optax
 from grokjax import model
 from grokjax.config import Config
 from grokjax.optim import make_optimizer
+from grokjax.tasks import Batch, Task
 
 PyTree = Any
 
 
+class Hyper(NamedTuple):
+  """A run's swept values as scalars (a leading run axis once stacked by the sweep)."""
+  seed: jax.Array            # int32: model init and dropout
+  split_seed: jax.Array      # int32: the task's data seed
+  weight_decay: jax.Array    # float32
+  lr: jax.Array              # float32 peak learning rate
+  keep_prob: jax.Array       # float64: 1 − dropout rate (bernoulli draws in this dtype)
+  l1: jax.Array              # float32
+  grokfast_alpha: jax.Array  # float32
+  grokfast_lamb: jax.Array   # float32
+
+
 class RunData(NamedTuple):
-  """Per-run arrays (a leading run axis once stacked by the sweep)."""
-  seed: jax.Array           # () int32, model init and dropout
-  weight_decay: jax.Array   # () float32
-  train_idx: jax.Array      # (N_max,) int32 rows of the p² grid, padded
-  train_w: jax.Array        # (N_max,) float32, 1 for real training pairs, 0 for padding
-  train_mask: jax.Array     # (p²,) bool over the a-major grid
-
-
-class Shared(NamedTuple):
-  """Arrays shared by every run: all p² inputs and their labels."""
-  tokens: jax.Array         # (p², n_ctx) int32
-  labels: jax.Array         # (p²,) int32
+  hyper: Hyper
+  data: PyTree               # the task's per-run arrays (train split / fixed sets)
 
 
 class TrainState(NamedTuple):
@@ -41,9 +46,22 @@ class TrainState(NamedTuple):
   halted_at: jax.Array      # () int32: epoch of the first non-finite loss, -1 if none
 
 
-def init_state(cfg: Config, run: RunData) -> TrainState:
-  params = model.init_params(cfg.model, jax.random.key(run.seed))
-  opt_state = make_optimizer(cfg.train, run.weight_decay).init(params)
+class Program(NamedTuple):
+  """The static parts of a sweep's step: config, task, and the optimizer built once."""
+  cfg: Config
+  task: Task
+  tx: optax.GradientTransformation
+
+
+@functools.lru_cache(maxsize=16)
+def program(cfg: Config) -> Program:
+  from grokjax import tasks
+  return Program(cfg, tasks.from_config(cfg), make_optimizer(cfg.train))
+
+
+def init_state(prog: Program, run: RunData) -> TrainState:
+  params = model.init_params(prog.cfg.model, jax.random.key(run.hyper.seed))
+  opt_state = make_optimizer(prog.cfg.train, run.hyper).init(params)
   return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
 
 
@@ -53,27 +71,38 @@ def cross_entropy(logits_BxC: jax.Array, labels_B: jax.Array, dtype: str) -> jax
   return -jnp.take_along_axis(logp, labels_B[:, None], axis=-1)[:, 0]
 
 
-def loss_fn(params: PyTree, cfg: Config, tokens: jax.Array, labels: jax.Array,
-            weights: jax.Array, dropout_key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-  logits = model.last_logits(cfg.model, params, tokens, dropout_key)
-  nll = cross_entropy(logits, labels, cfg.train.loss_dtype)
+def per_target_nll(prog: Program, params: PyTree, batch: Batch,
+                   dropout: model.Dropout = None) -> tuple[jax.Array, jax.Array]:
+  """(B·P,) cross-entropies and (B·P, C) logits at the task's loss positions, flattened."""
+  logits = model.logits_at(prog.cfg.model, params, batch.tokens, prog.task.loss_pos, dropout)
+  logits = logits.reshape(-1, logits.shape[-1])
+  return cross_entropy(logits, batch.targets.reshape(-1), prog.cfg.train.loss_dtype), logits
+
+
+def loss_fn(params: PyTree, prog: Program, batch: Batch, hyper: Hyper,
+            dropout: model.Dropout) -> jax.Array:
+  nll, _ = per_target_nll(prog, params, batch, dropout)
+  weights = batch.weights.reshape(-1)
   loss = jnp.sum(weights * nll) / jnp.sum(weights)
-  if cfg.train.l1 > 0:
-    loss = loss + cfg.train.l1 * sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(params))
-  return loss, logits
+  if any(prog.cfg.sweep.l1):  # static: only sweeps with an L1 run pay for the penalty
+    loss = loss + hyper.l1 * sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(params))
+  return loss
 
 
-def train_step(cfg: Config, state: TrainState, run: RunData,
-               shared: Shared) -> tuple[TrainState, jax.Array]:
-  """One full-batch AdamW step; returns the new state and the train loss before the update."""
-  tokens, labels = shared.tokens[run.train_idx], shared.labels[run.train_idx]
-  key = None
-  if cfg.model.dropout > 0:  # randomness from (seed, epoch) alone: nothing stored to resume
-    key = jax.random.fold_in(jax.random.key(run.seed), state.epoch)
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (loss, _), grads = grad_fn(state.params, cfg, tokens, labels, run.train_w, key)
-  tx = make_optimizer(cfg.train, run.weight_decay)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+def _data_key(run: RunData) -> jax.Array:
+  return jax.random.key(run.hyper.split_seed)
+
+
+def train_step(prog: Program, state: TrainState, run: RunData,
+               shared: PyTree) -> tuple[TrainState, jax.Array]:
+  """One AdamW step; returns the new state and the train loss before the update."""
+  batch = prog.task.train_batch(run.data, shared, _data_key(run), state.epoch)
+  dropout = None
+  if any(prog.cfg.sweep.dropout):  # randomness from (seed, epoch) alone: nothing stored
+    dropout = (run.hyper.keep_prob,
+               jax.random.fold_in(jax.random.key(run.hyper.seed), state.epoch))
+  loss, grads = jax.value_and_grad(loss_fn)(state.params, prog, batch, run.hyper, dropout)
+  updates, opt_state = prog.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(loss) & jnp.all(jnp.array(
       [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
@@ -87,37 +116,49 @@ def train_step(cfg: Config, state: TrainState, run: RunData,
   return new_state, loss
 
 
-def evaluate(cfg: Config, params: PyTree, run: RunData, shared: Shared) -> dict[str, jax.Array]:
-  """Train/test loss (all p+1 classes, the training objective) and accuracy on the p² grid."""
-  logits = model.last_logits(cfg.model, params, shared.tokens)
-  nll = cross_entropy(logits, shared.labels, cfg.train.loss_dtype)
-  correct = (jnp.argmax(logits, axis=-1) == shared.labels)
-  tr = run.train_mask
-  n_tr, n_te = jnp.sum(tr), jnp.sum(~tr)
-  return {
-      "train_loss": jnp.sum(jnp.where(tr, nll, 0.0)) / n_tr,
-      "test_loss": jnp.sum(jnp.where(tr, 0.0, nll)) / n_te,
-      "train_acc": jnp.sum(tr & correct) / n_tr,
-      "test_acc": jnp.sum(~tr & correct) / n_te,
-  }
+def _split(nll: jax.Array, correct: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean loss and accuracy over the targets with weight 1 (weights are 0/1)."""
+  sel = w > 0
+  n = jnp.sum(sel)
+  return jnp.sum(jnp.where(sel, nll, 0.0)) / n, jnp.sum(sel & correct) / n
 
 
-def train_chunk(cfg: Config, state: TrainState, run: RunData, shared: Shared,
+def evaluate(prog: Program, params: PyTree, run: RunData, shared: PyTree,
+             epoch: jax.Array) -> dict[str, jax.Array]:
+  """Train/test loss (the training objective) and accuracy; per-group test losses.
+
+  Modular tasks: all p² pairs split by the run's train mask. Sequence tasks: the fixed train
+  set (finite) or the batch that epoch's step trains on (infinite), and the fixed test set.
+  """
+  batch, train_w, test_w = prog.task.eval_batch(run.data, shared, _data_key(run), epoch)
+  nll, logits = per_target_nll(prog, params, batch)
+  correct = jnp.argmax(logits, axis=-1) == batch.targets.reshape(-1)
+  train_w, test_w = train_w.reshape(-1), test_w.reshape(-1)
+  out = {}
+  out["train_loss"], out["train_acc"] = _split(nll, correct, train_w)
+  out["test_loss"], out["test_acc"] = _split(nll, correct, test_w)
+  groups = batch.groups.reshape(-1)
+  for g, name in enumerate(prog.task.group_names):
+    out[f"test_loss_{name}"], _ = _split(nll, correct, test_w * (groups == g))
+  return out
+
+
+def train_chunk(prog: Program, state: TrainState, run: RunData, shared: PyTree,
                 num_epochs: int) -> tuple[TrainState, dict[str, jax.Array]]:
   """`num_epochs` steps as a scan of eval blocks: evaluate, then `eval_every` train steps.
 
   Nesting the scans (instead of a `cond` inside one scan) matters under vmap, where a `cond`
   would become a `select` that evaluates on every epoch.
   """
-  every = cfg.train.eval_every
+  every = prog.cfg.train.eval_every
 
   def block(state, _):
-    metrics = evaluate(cfg, state.params, run, shared)
+    metrics = evaluate(prog, state.params, run, shared, state.epoch)
     metrics["epoch"] = state.epoch
+    metrics["halted_at"] = state.halted_at  # as of this row's epoch, not the block's end
     state, step_losses = jax.lax.scan(
-        lambda s, _: train_step(cfg, s, run, shared), state, None, length=every)
+        lambda s, _: train_step(prog, s, run, shared), state, None, length=every)
     metrics["step_train_loss"] = step_losses
-    metrics["halted_at"] = state.halted_at
     return state, metrics
 
   return jax.lax.scan(block, state, None, length=num_epochs // every)
