@@ -129,17 +129,10 @@ def resolve_flagfiles(argv: list[str]) -> list[str]:
 
 
 def run(main):
-  """absl app.run with shipped-flagfile lookup and ConfigError turned into a clean exit."""
-  def wrapped(argv):
-    from absl import logging
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from grokjax.config import ConfigError
-    try:
-      return main(argv)
-    except ConfigError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
-  app.run(wrapped, argv=resolve_flagfiles(sys.argv))
+  """absl app.run with shipped-flagfile lookup; a bad flag or workdir, a signal or a full disk
+  end in one line (with the command that resumes), never a traceback (grokjax.console)."""
+  from grokjax import console
+  console.run_app(main, resolve_flagfiles)
 
 
 def main(argv):

@@ -5,32 +5,92 @@ Two managers under `WORKDIR/checkpoints/`:
                     all kept: what the analysis reads;
   state/<epoch>/    the whole vmapped TrainState (params, AdamW moments, step, halt flags), only the
                     newest two kept: what resuming reads.
+and `config.json` / `sweep.json`, copies of the workdir's files written before the first
+checkpoint: they prove which sweep the checkpoints belong to (results.load_config falls back to
+them; the sweep restores the workdir's copies from them).
 A checkpoint labelled epoch e holds the parameters after e optimizer steps, the ones that produced
 the losses logged at epoch e (epoch 0 = the initialisation).
+A state checkpoint that cannot be restored is moved to `checkpoints/damaged/` and the resume
+falls back to the previous one.
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
-from typing import Any
+import shutil
+import time
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from grokjax.results import CHECKPOINTS, WorkdirError
+
 PARAMS, STATE = "params", "state"
+DAMAGED = "damaged"
+
+
+class _DropReadOnlyNotes(logging.Filter):
+  """Orbax warns on every read-only manager it opens ('Given directory is read only=...');
+  reading is all the analysis does, so these notes are noise."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    msg = str(record.msg)
+    return not (msg.startswith("Given directory is read only")
+                or msg.startswith("CheckpointManagerOptions.read_only=True"))
+
+
+@contextlib.contextmanager
+def _quiet_read_only():
+  f = _DropReadOnlyNotes()
+  logger = logging.getLogger("absl")  # orbax logs through absl.logging
+  logger.addFilter(f)
+  try:
+    yield
+  finally:
+    logger.removeFilter(f)
+
+
+def _dir(workdir: str, kind: str) -> str:
+  return os.path.abspath(os.path.join(workdir, CHECKPOINTS, kind))
 
 
 def _manager(workdir: str, kind: str, max_to_keep: int | None, read_only: bool = False):
-  path = os.path.abspath(os.path.join(workdir, "checkpoints", kind))
-  opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                      read_only=read_only, enable_async_checkpointing=True)
+  path = _dir(workdir, kind)
+  if read_only:
+    opts = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
+                                        enable_async_checkpointing=False)
+    with _quiet_read_only():
+      return ocp.CheckpointManager(path, options=opts)
+  opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                      enable_async_checkpointing=True)
   return ocp.CheckpointManager(path, options=opts)
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def epochs_text(epochs: list[int]) -> str:
+  """'0, 100, ..., 2000 (21 epochs, every 100)' for long evenly spaced lists, else all of them."""
+  if not epochs:
+    return "none"
+  steps = {b - a for a, b in zip(epochs, epochs[1:])}
+  if len(epochs) > 6 and len(steps) == 1:
+    return (f"{epochs[0]}, {epochs[1]}, ..., {epochs[-1]} "
+            f"({len(epochs)} epochs, every {steps.pop()})")
+  return ", ".join(map(str, epochs))
 
 
 class Checkpointer:
   """Writes both kinds of checkpoint; `wait()` before reading back or exiting."""
 
   def __init__(self, workdir: str):
+    self.workdir = workdir
     self.params = _manager(workdir, PARAMS, None)
     self.state = _manager(workdir, STATE, 2)
 
@@ -40,11 +100,53 @@ class Checkpointer:
   def save(self, epoch: int, state: Any, params_only: bool = False) -> None:
     if epoch not in self.params.all_steps():
       self.params.save(epoch, args=ocp.args.StandardSave(state.params))
-    if not params_only:
+    if not params_only and epoch not in self.state.all_steps():
       self.state.save(epoch, args=ocp.args.StandardSave(state))
 
   def restore_state(self, epoch: int, abstract_state: Any) -> Any:
     return self.state.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
+
+  def restore_newest(self, abstract_state: Any,
+                     log: Callable[[str], None]) -> tuple[int, Any] | None:
+    """The newest state checkpoint that restores, as (epoch, state); None when there is none.
+
+    One that fails is logged in one line and moved to checkpoints/damaged/ (so that the resumed
+    run can save that epoch again), and the previous one is tried. When every one fails, the
+    checkpoints are left in place and WorkdirError says so: that is what a state from other
+    code or another config looks like, and nothing should be deleted for it."""
+    steps = sorted(self.state.all_steps(), reverse=True)
+    if not steps:
+      return None
+    failures = []
+    for step in steps:
+      try:
+        return step, self.restore_state(step, abstract_state)
+      except Exception as e:  # orbax/tensorstore raise plain Exception/ValueError on damage
+        failures.append((step, e))
+        nxt = next((s for s in steps if s < step), None)
+        log(f"{self.workdir}: state checkpoint {step} cannot be restored ({_first_line(e)}); "
+            + (f"trying {nxt}" if nxt is not None else "no older one"))
+    if len(failures) == len(steps):
+      raise WorkdirError(
+          f"--workdir: {self.workdir}: no state checkpoint can be restored (tried "
+          f"{', '.join(str(s) for s, _ in failures)}; first error: {_first_line(failures[0][1])})"
+          "; the checkpoints are left as they are")
+    return None  # unreachable
+
+  def set_aside_states_after(self, epoch: int, log: Callable[[str], None]) -> None:
+    """Moves state checkpoints newer than `epoch` (ones that failed to restore) to
+    checkpoints/damaged/ instead of deleting them."""
+    moved = False
+    for step in self.state.all_steps():
+      if step > epoch:
+        dest = os.path.join(self.workdir, CHECKPOINTS, DAMAGED,
+                            f"state_{step}_{time.strftime('%Y%m%d-%H%M%S')}")
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.move(os.path.join(_dir(self.workdir, STATE), str(step)), dest)
+        log(f"{self.workdir}: moved the unrestorable state checkpoint {step} to {dest}")
+        moved = True
+    if moved:
+      self.state.reload()
 
   def drop_params_after(self, epoch: int) -> None:
     """Deletes parameter checkpoints newer than `epoch` (left by a run killed mid-chunk)."""
@@ -62,8 +164,7 @@ class Checkpointer:
 
 
 def _epochs(workdir: str, kind: str) -> list[int]:
-  path = os.path.join(workdir, "checkpoints", kind)
-  if not os.path.isdir(path):
+  if not os.path.isdir(_dir(workdir, kind)):
     return []
   mngr = _manager(workdir, kind, None, read_only=True)
   try:
@@ -82,11 +183,50 @@ def state_epochs(workdir: str) -> list[int]:
   return _epochs(workdir, STATE)
 
 
+def params_problem(workdir: str, epoch: int) -> str | None:
+  """A cheap check of params/<epoch> (no array is read): None when the step directory and
+  its orbax metadata are present and readable, else what is wrong."""
+  step = os.path.join(_dir(workdir, PARAMS), str(epoch))
+  if not os.path.isdir(step):
+    return "missing"
+  for name in ("_CHECKPOINT_METADATA", os.path.join("default", "_METADATA")):
+    path = os.path.join(step, name)
+    try:
+      with open(path) as f:
+        json.load(f)
+    except (OSError, ValueError):
+      return f"damaged ({name} missing or unreadable)"
+  manifest = os.path.join(step, "default", "manifest.ocdbt")
+  if os.path.exists(manifest) and os.path.getsize(manifest) == 0:
+    return "damaged (empty manifest.ocdbt)"
+  return None
+
+
+def verify_params(workdir: str, epochs: list[int]) -> dict[int, str]:
+  """{epoch: problem} for the parameter checkpoints among `epochs` that fail `params_problem`."""
+  out = {}
+  for e in epochs:
+    problem = params_problem(workdir, e)
+    if problem:
+      out[e] = problem
+  return out
+
+
 class ParamsReader:
   """Reads parameter checkpoints through one open orbax manager (opening one per read costs
-  ≈ 0.1 s, a read through an open one ≈ 0.015 s). Use as a context manager."""
+  ≈ 0.1 s, a read through an open one ≈ 0.015 s). Use as a context manager.
+
+  A missing workdir or epoch raises FileNotFoundError naming the path and the epochs that
+  exist; a checkpoint that cannot be read raises WorkdirError naming it."""
 
   def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.path = _dir(workdir, PARAMS)
+    if not os.path.isdir(self.path):
+      why = ("does not exist" if not os.path.exists(workdir) else
+             "is not a directory" if not os.path.isdir(workdir) else
+             f"has no parameter checkpoints ({self.path} does not exist)")
+      raise FileNotFoundError(f"{workdir}: {why}")
     self._mngr = _manager(workdir, PARAMS, None, read_only=True)
 
   def epochs(self) -> list[int]:
@@ -94,7 +234,14 @@ class ParamsReader:
 
   def __call__(self, epoch: int) -> Any:
     """The stacked parameters (leading run axis) at `epoch`, as numpy arrays on the host."""
-    tree = self._mngr.restore(epoch, args=ocp.args.StandardRestore())
+    if epoch not in self._mngr.all_steps():
+      raise FileNotFoundError(f"{os.path.join(self.path, str(epoch))}: no parameter checkpoint "
+                              f"at epoch {epoch}; available: {epochs_text(self.epochs())}")
+    try:
+      tree = self._mngr.restore(epoch, args=ocp.args.StandardRestore())
+    except Exception as e:
+      raise WorkdirError(f"{os.path.join(self.path, str(epoch))}: the parameter checkpoint at "
+                         f"epoch {epoch} cannot be read, it is damaged ({_first_line(e)})") from e
     return jax.tree.map(np.asarray, tree)
 
   def close(self) -> None:

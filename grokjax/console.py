@@ -1,0 +1,172 @@
+"""Clean endings for the command-line entry points: one line, never a traceback, for what a user
+can cause or fix — a bad flag or workdir (ConfigError / WorkdirError), a signal (Interrupted,
+KeyboardInterrupt), a full disk — with the command that resumes where it helps.
+
+Light on purpose (no jax import): the entry points wrap their `main` with `guard` before
+anything heavy is imported.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The command that resumes the current sweep (set by `guard`); the interruption messages of
+# `runner` print it.
+resume_command: str | None = None
+
+
+class Interrupted(Exception):
+  """Training stopped by a signal at a chunk boundary; the workdir is resumable."""
+
+  def __init__(self, signum: int, epoch: int, total: int, workdir: str):
+    self.signum, self.epoch, self.total, self.workdir = signum, epoch, total, workdir
+    name = signal.Signals(signum).name
+    super().__init__(f"stopped by {name} at epoch {epoch}/{total}; checkpoints saved, "
+                     f"{workdir} is resumable")
+
+  @property
+  def exit_code(self) -> int:
+    return 128 + self.signum
+
+
+def command_line(argv: list[str]) -> str:
+  """`python -m experiments.NAME ARGS` for the running entry point (its original arguments)."""
+  path = os.path.abspath(argv[0]) if argv else ""
+  if path.startswith(os.path.join(ROOT, "experiments") + os.sep) and path.endswith(".py"):
+    module = "experiments." + os.path.basename(path)[:-3]
+  else:
+    module = "experiments.sweep"
+  return shlex.join(["python", "-m", module, *argv[1:]])
+
+
+# ----------------------------------------------------------------------------- disk full
+
+_ENOSPC_TEXT = ("No space left on device", "os_error_code='28'", f"[Errno {errno.ENOSPC}]",
+                "Disk quota exceeded", f"[Errno {errno.EDQUOT}]")
+
+
+def _chain(e: BaseException):
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    yield e
+    e = e.__cause__ or e.__context__
+
+
+def disk_full(e: BaseException) -> str | None:
+  """The path being written when `e` (or an exception it chains) is a full disk; '' when the
+  disk is full but no path is known; None when it is something else."""
+  hit = None
+  for x in _chain(e):
+    if isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT):
+      return x.filename or hit or ""
+    text = str(x)
+    if any(t in text for t in _ENOSPC_TEXT):
+      m = re.search(r'local file "([^"]+)"', text)
+      hit = hit or (m.group(1) if m else "")
+  return hit
+
+
+def _short_path(path: str) -> str:
+  """An orbax temporary path, as the checkpoint it was writing."""
+  return re.sub(r"\.orbax-checkpoint-tmp.*$", "", path)
+
+
+class _DropDiskFullNoise(logging.Filter):
+  """Orbax logs every failed background write with its traceback (hundreds of lines when the
+  disk is full); the one line `guard` prints says it all."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    try:
+      text = record.getMessage()
+    except Exception:
+      text = str(record.msg)
+    if record.exc_info and record.exc_info[1] is not None:
+      if disk_full(record.exc_info[1]) is not None:
+        return False
+    return not any(t in text for t in _ENOSPC_TEXT)
+
+
+@contextlib.contextmanager
+def quiet_disk_full():
+  f = _DropDiskFullNoise()
+  loggers = [logging.getLogger("absl"), logging.getLogger()]
+  for lg in loggers:
+    lg.addFilter(f)
+  old_hook = threading.excepthook
+
+  def hook(args):
+    if args.exc_value is None or disk_full(args.exc_value) is None:
+      old_hook(args)
+  threading.excepthook = hook
+  try:
+    yield
+  finally:
+    threading.excepthook = old_hook
+    for lg in loggers:
+      lg.removeFilter(f)
+
+
+# ----------------------------------------------------------------------------- the guard
+
+def _err(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
+
+
+def guard(main: Callable[[list[str]], Any], command: str | None = None,
+          resumable: bool = True) -> Callable[[list[str]], Any]:
+  """`main` (an absl main) ending in one line on the errors a user causes or can fix."""
+  def wrapped(argv):
+    global resume_command
+    from absl import logging as absl_logging
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save and read at INFO
+    from grokjax.config import ConfigError
+    cmd = command or command_line(sys.argv)
+    resume_command = cmd if resumable else None
+    again = f"; resume with: {cmd}" if resumable else f"; rerun: {cmd}"
+    with quiet_disk_full():
+      try:
+        return main(argv)
+      except ConfigError as e:  # also WorkdirError
+        _err(f"error: {e}")
+        return 2
+      except Interrupted as e:
+        _err(f"{e}{again}")
+        return e.exit_code
+      except KeyboardInterrupt:
+        _err(f"interrupted (SIGINT){again}")
+        return 128 + signal.SIGINT
+      except Exception as e:
+        where = disk_full(e)
+        if where is None:
+          raise
+        at = f" while writing {_short_path(where)}" if where else ""
+        _err(f"error: disk full{at}: free some space, then rerun the same command; the "
+             f"workdir resumes from its last complete checkpoint{again}")
+        return 1
+  return wrapped
+
+
+def run_app(main: Callable[[list[str]], Any],
+            resolve_argv: Callable[[list[str]], list[str]] | None = None,
+            resumable: bool = True) -> None:
+  """absl `app.run(guard(main))`, with `resolve_argv` (flagfile expansion) failing in one line."""
+  from absl import app
+  cmd = command_line(sys.argv)
+  try:
+    argv = resolve_argv(sys.argv) if resolve_argv else sys.argv
+  except OSError as e:
+    what = "is a directory, not a flagfile" if isinstance(e, IsADirectoryError) else e.strerror
+    _err(f"error: --flagfile: {e.filename}: {what}")
+    sys.exit(2)
+  app.run(guard(main, cmd, resumable), argv=argv)
