@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "A sweep's workdir (config.json, checkpoints/).")
 flags.DEFINE_string("authors_weights", None, "A weights file in the authors' state-dict format.")
@@ -29,20 +29,44 @@ flags.DEFINE_bool("detect_per_checkpoint", False, "With --workdir: also detect e
 FLAGS = flags.FLAGS
 
 
+def _num(x) -> str:
+  return "—" if x is None else f"{x:.3g}"
+
+
+def final_line(i: int, f: dict) -> str:
+  """The console line of one run's final record (halted runs and missing values say so)."""
+  line = (f"run {i}: key freqs {f.get('key_freqs')}  test loss {_num(f.get('loss_test'))}  "
+          f"phases {f.get('phases')}")
+  if f.get("halted_at") is not None:
+    line += f"  HALTED at epoch {f['halted_at']} (non-finite loss; parameters frozen there)"
+  return line
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if (FLAGS.workdir is None) == (FLAGS.authors_weights is None):
     raise app.UsageError("give exactly one of --workdir or --authors_weights")
-  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint read at INFO
+  if FLAGS.workdir is not None:
+    import os
+    from grokjax.results import CHECKPOINTS, CONFIG, WorkdirError
+    wd = FLAGS.workdir
+    if not os.path.isdir(wd):
+      raise WorkdirError(f"--workdir: {wd} " + ("is a file, not a workdir"
+                                                if os.path.exists(wd) else "does not exist"))
+    if not any(os.path.exists(os.path.join(wd, *p)) for p in ([CONFIG], [CHECKPOINTS, CONFIG])):
+      raise WorkdirError(f"--workdir: {wd} has no {CONFIG} (not a sweep's workdir; train one "
+                         "with experiments.sweep)")
   from grokjax import analysis, interop, results
   if FLAGS.workdir is not None:
     finals = analysis.analyze_workdir(FLAGS.workdir, ckpt_batch=FLAGS.ckpt_batch,
                                       vmap_batch=FLAGS.vmap_batch,
                                       detect_per_checkpoint=FLAGS.detect_per_checkpoint)
     for i, f in sorted(finals.items()):
-      print(f"run {i}: key freqs {f['key_freqs']}  test loss {f['loss_test']:.3g}  "
-            f"phases {f['phases']}")
+      print(final_line(i, f))
+    prog = results.progress(FLAGS.workdir)
+    if not prog.finished:
+      print(f"note: {prog.text()}: these are the values at epoch {prog.final_epoch}")
     return
   try:
     rec = analysis.analyze_weights(FLAGS.authors_weights, FLAGS.frac_train, FLAGS.split_seed,
@@ -52,10 +76,12 @@ def main(argv):
     sys.exit(1)
   if FLAGS.out:
     results.write_json(FLAGS.out, rec)
-    print(f"wrote {FLAGS.out}: key freqs {rec['key_freqs']}, test loss {rec['loss_test']:.3g}")
+    print(f"wrote {FLAGS.out}: key freqs {rec['key_freqs']}, "
+          f"test loss {_num(rec.get('loss_test'))}")
   else:
     print(json.dumps(rec, indent=1))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from grokjax import console
+  console.run_app(main, resumable=False)

@@ -19,13 +19,24 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import os
-  if not os.path.exists(os.path.join(FLAGS.workdir, "config.json")):
-    raise app.UsageError(f"--workdir={FLAGS.workdir}: no config.json there (not a sweep's "
-                         "workdir; train one with experiments.sweep)")
-  from grokjax import report
-  manifest = report.render_figures(FLAGS.workdir, dpi=FLAGS.dpi)
-  print(f"wrote {report.write_report(FLAGS.workdir, manifest)}")
+  from grokjax.results import CONFIG, WorkdirError
+  wd = FLAGS.workdir
+  if not os.path.isdir(wd):
+    raise WorkdirError(f"--workdir: {wd} " + ("is a file, not a workdir" if os.path.exists(wd)
+                                              else "does not exist"))
+  if not os.path.exists(os.path.join(wd, CONFIG)):
+    raise WorkdirError(f"--workdir: {wd} has no {CONFIG} (not a sweep's workdir; train one "
+                       "with experiments.sweep)")
+  from grokjax import report, results
+  from grokjax.lock import WorkdirLock
+  prog = results.progress(wd)
+  if not prog.finished:
+    print(f"note: {wd}: {prog.text()}")
+  with WorkdirLock(wd, "analysis"):
+    manifest = report.render_figures(wd, dpi=FLAGS.dpi)
+    print(f"wrote {report.write_report(wd, manifest)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from grokjax import console
+  console.run_app(main, resumable=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import sweep as sweep_cli
 
@@ -36,26 +36,36 @@ def run_analysis(workdir: str) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from grokjax.config import ConfigError
-  logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO
+  import os
+  from grokjax.results import CONFIG, CHECKPOINTS, WorkdirError
   workdir = FLAGS.workdir
   if not workdir:
-    raise ConfigError("--workdir: required (the directory to write or resume)")
+    raise WorkdirError("--workdir: required (the directory to write or resume)")
   t0 = time.time()
   if FLAGS.skip_sweep:
     _say("1/4 sweep: skipped (--skip_sweep)")
+    if not any(os.path.exists(os.path.join(workdir, *p))
+               for p in ([CONFIG], [CHECKPOINTS, CONFIG])):
+      raise WorkdirError(f"--workdir: {workdir} has no {CONFIG} (not a sweep's workdir)")
   else:
     cfg = sweep_cli.config_from_flags()
     from grokjax import runner
-    _say(f"1/4 sweep: {cfg.sweep.num_runs} runs × {cfg.train.num_epochs} epochs, p={cfg.p}")
+    _say(f"1/4 sweep: {cfg.sweep.num_runs} runs × {cfg.train.num_epochs} epochs, "
+         f"task {cfg.task}")
     _say(f"1/4 sweep: {runner.run_sweep(cfg, workdir)} ({time.time() - t0:.0f}s)")
+  from grokjax import report, results
+  from grokjax.lock import WorkdirLock
+  prog = results.progress(workdir)
+  if not prog.finished:
+    _say(f"note: {prog.text()}: the analysis and the report describe epoch {prog.final_epoch}")
   if FLAGS.skip_analysis:
     _say("2/4 analysis: skipped (--skip_analysis)")
   else:
     _say(f"2/4 analysis: {run_analysis(workdir)} ({time.time() - t0:.0f}s)")
-  from grokjax import report
-  manifest = report.render_figures(workdir, dpi=FLAGS.dpi, echo=lambda s: _say("3/4 plot: " + s))
-  path = report.write_report(workdir, manifest)
+  with WorkdirLock(workdir, "analysis", _say):
+    manifest = report.render_figures(workdir, dpi=FLAGS.dpi,
+                                     echo=lambda s: _say("3/4 plot: " + s))
+    path = report.write_report(workdir, manifest)
   n = sum("file" in e for e in manifest)
   _say(f"4/4 report: {path} ({n} figures, {len(manifest) - n} skipped; {time.time() - t0:.0f}s)")
   return 0

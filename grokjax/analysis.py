@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from grokjax import checkpoint, data, fourier, interop, measures, phases, results
+from grokjax.lock import WorkdirLock
 
 ANALYSIS = "analysis"
 REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "reference_data")
@@ -227,7 +228,6 @@ def grok_epoch(metrics, run: int, thresh: float = GROK_THRESH) -> int | None:
   return int(m["epoch"].min()) if len(m) else None
 
 
-@_true_float32
 def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
                     ckpt_batch: int = CKPT_BATCH, vmap_batch: int = VMAP_BATCH,
                     detect_per_checkpoint: bool = False) -> dict:
@@ -235,17 +235,61 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
 
   With `detect_per_checkpoint`, the tables also get each checkpoint's own key frequencies (W_L
   rule) and the restricted / excluded loss with them (columns *_detected), next to the
-  fixed-key curves of the paper."""
+  fixed-key curves of the paper.
+
+  Holds the workdir's analysis lock (a second analysis is refused; a sweep may go on training).
+  The final checkpoint is the one of the newest trained epoch: when it is missing or damaged
+  this raises (WorkdirError) instead of taking an earlier one as final; missing or damaged
+  earlier checkpoints are reported and skipped. An unfinished sweep is analysed as far as it
+  got, and said so; a halted run (non-finite loss) is named in the log and its record."""
   log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"{workdir}: "
+                            + ("is a file, not a workdir" if os.path.exists(workdir)
+                               else "no such directory"))
+  with WorkdirLock(workdir, "analysis", log):
+    return _analyze_workdir(workdir, log, ckpt_batch, vmap_batch, detect_per_checkpoint)
+
+
+def _check_params(workdir: str, prog: results.Progress, epochs: list[int],
+                  log: Callable[[str], None]) -> int:
+  """The final epoch to analyse (raises when its checkpoint is missing or damaged); logs the
+  checkpoints missing before it."""
+  final = prog.final_epoch
+  if not epochs or final is None:
+    raise results.WorkdirError(f"{workdir}: no parameter checkpoints (train the sweep first)")
+  if not prog.finished:
+    log(f"note: {workdir}: {prog.text()}; analysing the checkpoints up to epoch {final}")
+  problem = "missing" if final not in epochs else checkpoint.params_problem(workdir, final)
+  if problem:
+    raise results.WorkdirError(
+        f"{workdir}: the final parameter checkpoint (epoch {final}, where training got to) is "
+        f"{problem}; its measures cannot be computed, and an earlier epoch is not the final "
+        f"state (checkpoints present: {checkpoint.epochs_text(epochs)})")
+  missing = [e for e in prog.missing_params() if e not in epochs]
+  if missing:
+    log(f"warning: {workdir}: parameter checkpoint(s) missing at epoch(s) "
+        f"{checkpoint.epochs_text(missing)}: their rows are absent from the tables")
+  return final
+
+
+@_true_float32
+def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
+                     vmap_batch: int, detect_per_checkpoint: bool) -> dict:
   cfg = results.load_config(workdir)
   runs = results.load_runs(workdir)
+  metrics = results.load_metrics(workdir)
+  prog = results.progress(workdir, metrics.to_dict("records"))
   epochs = checkpoint.param_epochs(workdir)
-  if not epochs:
-    raise FileNotFoundError(f"{workdir}: no parameter checkpoints (train the sweep first)")
+  last = _check_params(workdir, prog, epochs, log)
+  epochs = [e for e in epochs if e <= last]
+  for i, h in sorted(prog.halted.items()):
+    log(f"run {i}: halted at epoch {h} (non-finite loss): its parameters are frozen there, "
+        "and its measures are those of the frozen parameters")
   if cfg.task != "add":
     log(f"note: task {cfg.task!r}: the Fourier measures use the a+b directions of addition")
   os.makedirs(os.path.join(workdir, ANALYSIS), exist_ok=True)
-  p, act, last = cfg.p, cfg.model.act, epochs[-1]
+  p, act = cfg.p, cfg.model.act
   labels = jnp.asarray(data.labels(cfg.task, p))
   masks = {r["run"]: jnp.asarray(data.train_mask(p, r["frac_train"], r["split_seed"]))
            for r in runs}
@@ -285,7 +329,16 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
   t0, done, sizes = time.time(), 0, set()
   total = sum(len(t) for t in todo.values())
   reader = checkpoint.ParamsReader(workdir)
-  load = lambda chunk: [reader(e) for e in chunk]
+
+  def load(chunk: list[int]) -> list[Any]:
+    out = []
+    for e in chunk:  # a damaged checkpoint before the final one is reported and skipped
+      try:
+        out.append(reader(e))
+      except (results.WorkdirError, FileNotFoundError) as err:
+        log(f"warning: {err}; its rows are absent from the tables")
+        out.append(None)
+    return out
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # reads the next chunk meanwhile
   nxt = pool.submit(load, chunks[0]) if chunks else None
   for c, chunk in enumerate(chunks):
@@ -293,7 +346,7 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
     nxt = pool.submit(load, chunks[c + 1]) if c + 1 < len(chunks) else None
     for r in runs:
       i = r["run"]
-      mine = [j for j, e in enumerate(chunk) if e in todo[i]]
+      mine = [j for j, e in enumerate(chunk) if e in todo[i] and loaded[j] is not None]
       if not mine:
         continue
       key = finals[i]["key_freqs"]
@@ -318,7 +371,7 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
       rows[i] += new_rows
       done += len(mine)
     for r in runs:
-      if any(e in todo[r["run"]] for e in chunk):
+      if any(e in todo[r["run"]] and x is not None for e, x in zip(chunk, loaded)):
         _write_csv(_run_file(workdir, r["run"], ".csv"), rows[r["run"]])
     rate = done / max(time.time() - t0, 1e-9)
     log(f"analysis: {done}/{total} checkpoints ({rate:.1f}/s, ETA {(total - done) / rate:.0f}s)")
@@ -327,7 +380,6 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
   if not pending:
     log(f"analysis: all {len(epochs)} checkpoints of {len(runs)} runs already analysed")
   # 3. Phases, final files, summary.
-  metrics = results.load_metrics(workdir)
   summary = []
   for r in runs:
     i = r["run"]
@@ -339,6 +391,7 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
     fin["loss_spikes"] = phases.late_spikes(m["epoch"], m["train_loss"], m["test_loss"],
                                             GROK_THRESH)
     fin.update({k: r[k] for k in ("seed", "weight_decay", "frac_train", "split_seed")})
+    fin.update(halted_at=prog.halted.get(i), trained_to=prog.trained, num_epochs=prog.total)
     results.write_json(_run_file(workdir, i, "_final.json"), fin)
     if i in arrays:
       np.savez(_run_file(workdir, i, "_final.npz"), **arrays[i])
@@ -350,10 +403,12 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
         loss_test=fin["loss_test"], **fin["phases"], grok_epoch=fin["grok_epoch"],
         loss_spikes=" ".join(f"{e}:{x:.3g}" for e, x in fin["loss_spikes"]),
         restricted_loss_all=fin["restricted_loss_all"],
-        excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"]))
+        excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"],
+        halted_at=fin["halted_at"]))
   import pandas as pd
   df = pd.DataFrame(summary)
-  for c in ("memorization_end", "circuit_formation_end", "cleanup_end", "grok_epoch"):
+  for c in ("memorization_end", "circuit_formation_end", "cleanup_end", "grok_epoch",
+            "halted_at"):
     df[c] = df[c].astype("Int64")
   tmp = os.path.join(workdir, ANALYSIS, "summary.csv.tmp")
   df.to_csv(tmp, index=False)

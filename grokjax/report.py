@@ -143,7 +143,8 @@ def table4_markdown(wd: Workdir) -> str:
   runs = wd.analysed_runs()
   if not runs:
     return "_Table 4 skipped: no analysed runs._"
-  rows = [[run, wd.label(run), f.get("key_freqs"), fmt(f.get("loss_test")),
+  halted = halted_runs(wd)
+  rows = [[run_cell(run, halted), wd.label(run), f.get("key_freqs"), fmt(f.get("loss_test")),
            fmt(f.get("excluded_loss_test")), fmt(f.get("restricted_loss_test"))]
           for run in runs for f in [wd.final(run)]]
   return md_table(["run", "setting", "key freqs", "test loss", "key freqs removed",
@@ -155,7 +156,7 @@ def table5_markdown(wd: Workdir) -> str:
   runs = wd.analysed_runs()
   if not runs:
     return "_Table 5 skipped: no analysed runs._"
-  rows = []
+  rows, halted = [], halted_runs(wd)
   for run in runs:
     f, r = wd.final(run), wd.run_info(run)
     ref = ""
@@ -165,9 +166,9 @@ def table5_markdown(wd: Workdir) -> str:
              f"MLP FVE {pct(t5[4])} [{100 * t5[5]:.1f}]")
     mlp = (f"{pct(f.get('mlp_fve_mean'))} [{100 * f['mlp_fve_std']:.1f}]"
            if f.get("mlp_fve_std") is not None else pct(f.get("mlp_fve_mean")))
-    rows.append([run, r["seed"], fmt(r["weight_decay"]), fmt(r["frac_train"]),
-                 fmt(f.get("loss_test")), fmt(f.get("gini_W_E"), 2), fmt(f.get("gini_W_L"), 2),
-                 f.get("key_freqs"), pct(f.get("logit_fve")), mlp, ref])
+    rows.append([run_cell(run, halted), r["seed"], fmt(r["weight_decay"]),
+                 fmt(r["frac_train"]), fmt(f.get("loss_test")), fmt(f.get("gini_W_E"), 2),
+                 fmt(f.get("gini_W_L"), 2), f.get("key_freqs"), pct(f.get("logit_fve")), mlp, ref])
   header = ["run", "seed", "λ", "frac", "test loss", "Gini(W_E)", "Gini(W_L)", "key freqs",
             "logit FVE", "MLP FVE [sd]", f"paper, same fraction ({paper.TABLE5_SOURCE})"]
   if not any(r[-1] for r in rows):  # no run has the paper's setting (p = 113, λ = 1)
@@ -188,7 +189,9 @@ def grok_markdown(wd: Workdir) -> str:
   if wd.metrics is None:
     return "_No metrics yet._"
   t = wd.grok_table()
-  rows = [[r.run, r.seed, fmt(r.weight_decay), fmt(r.frac_train), fmt(r.memorized),
+  halted = halted_runs(wd)
+  rows = [[run_cell(r.run, halted), r.seed, fmt(r.weight_decay), fmt(r.frac_train),
+           fmt(r.memorized),
            fmt(r.grokked) if r.grokked is not None and math.isfinite(r.grokked)
            else f"never (≤ {fmt(r.last_epoch)})", f"{r.ratio:.1f}" if math.isfinite(r.ratio) else "—", r.phase,
            spikes_text(r.spikes)]
@@ -354,12 +357,46 @@ def _sweep_rows(wd: Workdir) -> list[list[str]]:
 
 # --- the report -----------------------------------------------------------------------------------
 
+def _progress(wd: Workdir):
+  from grokjax import results  # plain files only (config.json, metrics, directory listing)
+  return results.progress(wd.path)
+
+
+def halted_runs(wd: Workdir) -> dict[int, int]:
+  """{run: epoch of its first non-finite loss} for the runs that halted."""
+  from grokjax import results
+  if wd.metrics is None or "halted_at" not in wd.metrics:
+    return {}
+  return results.halted_runs(wd.metrics[["run", "halted_at"]].dropna().astype(int)
+                             .to_dict("records"))
+
+
+def run_cell(run: int, halted: dict[int, int]) -> str:
+  """A table's run column: the index, and the halt epoch of a halted run."""
+  return f"{run} (halted at {fmt(halted[run])})" if run in halted else str(run)
+
+
+def _status_lines(wd: Workdir) -> list[str]:
+  """Report paragraphs for an unfinished sweep and for halted runs (empty when neither)."""
+  out = []
+  prog = _progress(wd)
+  if not prog.finished:
+    text = prog.text()
+    out += [f"**Unfinished.** {text[0].upper() + text[1:]}: every number below is from epoch "
+            f"{fmt(prog.trained)} or earlier, not from the end of training.", ""]
+  for run, epoch in sorted(halted_runs(wd).items()):
+    out += [f"**Halted run.** Run {run} ({wd.label(run)}) halted at epoch {fmt(epoch)}: its "
+            "loss became non-finite, its parameters are frozen there and its numbers describe "
+            "the frozen model.", ""]
+  return out
+
+
 def _setting(wd: Workdir) -> str:
   c = wd.config
   m, t, sw = c.get("model", {}), c.get("train", {}), c.get("sweep", {})
   return (f"p = {wd.p}, d_model = {m.get('d_model')}, heads = {m.get('num_heads')}, "
-          f"d_mlp = {m.get('d_mlp')}, layers = {m.get('num_layers')}, {t.get('num_epochs')} "
-          f"epochs, lr = {t.get('lr')}, loss in {t.get('loss_dtype')}; swept: seed "
+          f"d_mlp = {m.get('d_mlp')}, layers = {m.get('num_layers')}, {_progress(wd).text()}"
+          f", lr = {t.get('lr')}, loss in {t.get('loss_dtype')}; swept: seed "
           f"{sw.get('seed')}, λ {sw.get('weight_decay')}, frac {sw.get('frac_train')}, "
           f"split seed {sw.get('split_seed')} ({len(wd.runs)} runs)")
 
@@ -374,6 +411,7 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
            f"Generated {datetime.date.today().isoformat()} from the workdir's plain files. "
            "Reimplementation of Nanda et al., *Progress measures for grokking via mechanistic "
            "interpretability* (ICLR 2023).", "", f"**Setting.** {_setting(wd)}.", ""]
+  parts += _status_lines(wd)
   parts += ["## Paper vs grokjax", "",
             "Paper numbers cite the team SPEC section and its evidence tag ([PAPER] paper text, "
             "[PAPER*] paper text via verbatim quotations, [NB-OUT] saved outputs of the authors' "

@@ -257,16 +257,17 @@ def halted_runs(rows: Iterable[dict[str, Any]]) -> dict[int, int]:
   out: dict[int, int] = {}
   for r in rows:
     h = r.get("halted_at")
-    if isinstance(h, int) and h >= 0:
-      out[r["run"]] = min(h, out.get(r["run"], h))
+    if isinstance(h, (int, float)) and h == h and h >= 0:  # (NaN from a DataFrame: not halted)
+      h, run = int(h), int(r["run"])
+      out[run] = min(h, out.get(run, h))
   return out
 
 
 def progress(workdir: str, rows: list[dict[str, Any]] | None = None) -> Progress:
   """The workdir's `Progress`, from config.json, the checkpoint directories and metrics."""
-  train = load_config(workdir).train
+  train = _json_with_fallback(workdir, CONFIG)["train"]  # plain JSON: any version's config
   epochs = param_dirs(workdir)
   rows = read_metrics_rows(workdir, log=lambda s: None) if rows is None else rows
-  last = max([r["epoch"] for r in rows] + epochs, default=None)
-  return Progress(last, train.num_epochs, train.checkpoint_every, tuple(epochs),
-                  halted_runs(rows))
+  last = max([int(r["epoch"]) for r in rows] + epochs, default=None)
+  return Progress(last, int(train["num_epochs"]), int(train.get("checkpoint_every", 100)),
+                  tuple(epochs), halted_runs(rows))
