@@ -50,7 +50,8 @@ class Workdir:
 
   def label(self, run: int, keys: tuple[str, ...] = ("seed", "weight_decay", "frac_train")) -> str:
     r = self.run_info(run)
-    short = dict(seed="seed", weight_decay="λ", frac_train="frac", split_seed="split")
+    short = dict(seed="seed", weight_decay="λ", frac_train="frac", split_seed="split", lr="lr",
+                 dropout="dropout", l1="L1", grokfast_alpha="α", grokfast_lamb="λ_gf")
     return ", ".join(f"{short[k]} {r[k]:g}" for k in keys)
 
   @functools.cached_property

@@ -20,13 +20,17 @@ import optax
 from grokjax.config import TrainConfig
 
 
+def warmup_lr(peak: jax.Array | float, count: jax.Array, warmup_steps: int) -> jax.Array:
+  """The lr of optimizer step `count`: `peak · min(count / warmup_steps, 1)` (step 0: lr 0)."""
+  if warmup_steps == 0:
+    return jnp.asarray(peak, jnp.float32)
+  return peak * jnp.minimum(count.astype(jnp.float32) / warmup_steps, 1.0)
+
+
 def _adamw_warmup(warmup_steps: int):
-  """optax.adamw whose lr is `learning_rate · min(count / warmup_steps, 1)` (a traced peak)."""
+  """optax.adamw with the warm-up schedule of a (traced, per-run) peak learning rate."""
   def factory(learning_rate, weight_decay, b1, b2, eps):
-    def schedule(count: jax.Array) -> jax.Array:
-      if warmup_steps == 0:
-        return learning_rate
-      return learning_rate * jnp.minimum(count.astype(jnp.float32) / warmup_steps, 1.0)
+    schedule = lambda count: warmup_lr(learning_rate, count, warmup_steps)
     return optax.adamw(learning_rate=schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
   return factory
 

@@ -156,3 +156,49 @@ def frac_sweep_epochs(thresh: float = GROK_THRESH) -> dict[float, dict[str, int 
     out[f] = dict(train=first_below(e, tr, thresh), test=first_below(e, te, thresh),
                   length=len(tr))
   return out
+
+
+# --- The paper's other tasks (App. D.3, Figs 29–34; SPEC §2, §5.2) ------------------------------
+
+# Per (task, finite): the authors' recorded run (reference_data/NAME.{npz,json}), the SPEC source
+# and what the paper's text says.
+TASK_RUNS = {
+    ("digit_addition", False): ("5_digit_addition_infinite", "SPEC §5.1–5.2 [DATA]",
+                                "5-digit addition, infinite data: sudden per-digit phase changes "
+                                "(Fig 29), no grokking gap"),
+    ("digit_addition", True): ("5_digit_addition_finite", "SPEC §5.1–5.2 [DATA]",
+                               "5-digit addition, 700 examples: grokking (Fig 30)"),
+    ("repeated_subsequence", False): ("induction_head_infinite", "SPEC §5.1–5.2 [DATA]",
+                                      "induction heads form in a phase change (Fig 31)"),
+    ("repeated_subsequence", True): ("induction_head_finite", "SPEC §5.1–5.2 [DATA]",
+                                     "512 sequences: the test loss drops late (≈199k epochs, "
+                                     "Fig 32)"),
+    ("skip_trigram", False): ("skip_trigram_infinite", "SPEC §5.1–5.2 [DATA]",
+                              "skip trigram, infinite data (Fig 33)"),
+    ("skip_trigram", True): ("skip_trigram_finite", "SPEC §5.1–5.2 [DATA]",
+                             "skip trigram, 512 examples: grokking (Fig 34)"),
+}
+# Fig 29 bottom: first step each answer digit's loss is < 0.1 (SPEC §5.2 [DATA], the authors'
+# per-token file; digit 0 is the carry digit).
+DIGIT_PHASES = Number([288, 1818, 2180, 2056, 1963, 1761], "SPEC §5.2 [DATA]")
+
+
+def task_curve(task: str, finite: bool) -> Curve | None:
+  """The authors' recorded train (and test, for finite data) loss of a sequence task."""
+  if (task, finite) not in TASK_RUNS:
+    return None
+  name, source, _ = TASK_RUNS[(task, finite)]
+  a, meta = _load(name)
+  tr = a["train_loss"]
+  e_tr = np.arange(len(tr))
+  if "test_loss" in a:
+    te = a["test_loss"]
+    e_te = a["test_epochs"] if "test_epochs" in a else np.arange(len(te))
+  else:
+    te, e_te = np.array([]), np.array([], int)
+  return Curve(f"authors ({'finite' if finite else 'infinite'})", e_tr, tr, e_te, te, source)
+
+
+def digit_curves() -> np.ndarray:
+  """(3000, 6) the authors' per-answer-digit loss of the infinite 5-digit run (Fig 29)."""
+  return _load("5_digit_addition_infinite_per_token")[0]["per_token_loss"]

@@ -88,9 +88,8 @@ class Sweep:
   def __init__(self, cfg: Config, devices: list[Any] | None = None):
     self.cfg = cfg
     self.prog = prog = train.program(cfg)
-    self.runs = grid(cfg)
     devices = devices or jax.devices()
-    self.num_lanes = -(-len(self.runs) // len(devices)) * len(devices)
+    self.num_lanes = -(-cfg.sweep.num_runs // len(devices)) * len(devices)
     need, have = estimate_bytes(cfg, self.num_lanes), _memory_bytes(devices[0])
     if have is not None and need > have * len(devices):
       raise ConfigError(
@@ -98,6 +97,7 @@ class Sweep:
           f"{need / 2**30:.1f} GiB ({prog.task.eval_examples()} examples × "
           f"{len(prog.task.loss_pos)}×{cfg.model.d_vocab_out} logits each), this machine has "
           f"{have * len(devices) / 2**30:.1f} GiB; use a smaller model, task or sweep")
+    self.runs = grid(cfg)
     mesh = Mesh(np.array(devices), ("runs",))
     self.lane_sharding = NamedSharding(mesh, P("runs"))
     self.replicated = NamedSharding(mesh, P())

@@ -73,10 +73,11 @@ class AuthorsLoopTest(absltest.TestCase):
 
   def test_gradients_match(self):
     run_data, shared = sweep.build_data(self.cfg, sweep.grid(self.cfg), 1)
-    idx = run_data.train_idx[0]
-    grad_fn = jax.jit(jax.grad(train.loss_fn, has_aux=True), static_argnums=1)
-    ours, _ = grad_fn(self.params, self.cfg, jnp.asarray(shared.tokens[idx]),
-                      jnp.asarray(shared.labels[idx]), jnp.asarray(run_data.train_w[0]), None)
+    run = jax.tree.map(lambda x: jnp.asarray(x[0]), run_data)
+    prog = train.program(self.cfg)
+    batch = prog.task.train_batch(run.data, jax.tree.map(jnp.asarray, shared), None, 0)
+    ours = jax.jit(jax.grad(train.loss_fn), static_argnums=1)(
+        self.params, prog, batch, run.hyper, None)
     train_x, train_y, _, _ = authors_loop.split_tensors(P, 0.3, 0)
     authors_loop.full_loss(self.net, train_x, train_y).backward()
     theirs = {n: prm.grad.numpy() for n, prm in self.net.named_parameters()}
@@ -92,10 +93,11 @@ class AuthorsLoopTest(absltest.TestCase):
     run_data, shared = sweep.build_data(self.cfg, runs, 1)
     run = jax.tree.map(lambda x: jnp.asarray(x[0]), run_data)
     shared = jax.tree.map(jnp.asarray, shared)
+    prog = train.program(self.cfg)
     state = train.TrainState(self.params, optim.make_optimizer(
-        self.cfg.train, run.weight_decay).init(self.params), jnp.int32(0), jnp.int32(-1))
-    step = jax.jit(lambda s: train.train_step(self.cfg, s, run, shared))
-    evaluate = jax.jit(lambda prm: train.evaluate(self.cfg, prm, run, shared))
+        self.cfg.train, run.hyper).init(self.params), jnp.int32(0), jnp.int32(-1))
+    step = jax.jit(lambda s: train.train_step(prog, s, run, shared))
+    evaluate = jax.jit(lambda prm: train.evaluate(prog, prm, run, shared, jnp.int32(0)))
     ours_train, ours_test = [], []
     for _ in range(STEPS):
       ours_test.append(float(evaluate(state.params)["test_loss"]))

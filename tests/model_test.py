@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import config, data, model, train
+from grokjax import config, data, model, sweep, train
 
 
 def small_cfg(**kw):
@@ -71,14 +71,16 @@ class ModelTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(l1[:, 1] - l2[:, 1]).max()), 1e-4)
 
   def test_dropout_only_in_training(self):
-    cfg = small_cfg(dropout=0.5).model
+    cfg = small_cfg().model
     params = model.init_params(cfg, jax.random.key(0))
     tokens = jnp.asarray(data.all_tokens(13))
     a = model.last_logits(cfg, params, tokens)
     b = model.last_logits(cfg, params, tokens)
-    c = model.last_logits(cfg, params, tokens, jax.random.key(3))
+    c = model.last_logits(cfg, params, tokens, (jnp.float64(0.5), jax.random.key(3)))
+    d = model.last_logits(cfg, params, tokens, (jnp.float64(1.0), jax.random.key(3)))
     np.testing.assert_array_equal(a, b)
     self.assertGreater(float(jnp.abs(a - c).max()), 1e-3)
+    np.testing.assert_array_equal(a, d)  # keep probability 1: exactly no dropout
 
   def test_cache(self):
     cfg = small_cfg().model
@@ -104,15 +106,15 @@ class AuthorsWeightsTest(absltest.TestCase):
     params, mcfg = interop.load(path)
     cfg = config.make_config(frac_train=(0.3,), split_seed=(1,))
     self.assertEqual(mcfg, cfg.model)
-    mask = data.train_mask(113, 0.3, 1)
-    run = train.RunData(jnp.int32(0), jnp.float32(0.1), jnp.zeros(1, jnp.int32),
-                        jnp.ones(1, jnp.float32), jnp.asarray(mask))
-    shared = train.Shared(jnp.asarray(data.all_tokens(113)), jnp.asarray(data.labels("add", 113)))
-    m = jax.jit(lambda p: train.evaluate(cfg, p, run, shared))(params)
+    run_data, shared = sweep.build_data(cfg, sweep.grid(cfg), 1)
+    run = jax.tree.map(lambda x: jnp.asarray(x[0]), run_data)
+    shared = jax.tree.map(jnp.asarray, shared)
+    prog = train.program(cfg)
+    m = jax.jit(lambda p: train.evaluate(prog, p, run, shared, jnp.int32(0)))(params)
     np.testing.assert_allclose(float(m["train_loss"]), 9.202e-9, rtol=0.01)
     np.testing.assert_allclose(float(m["test_loss"]), 4.988e-7, rtol=0.01)
     self.assertEqual(float(m["test_acc"]), 1.0)
     # The plain model agrees with the fast path used for training.
-    tokens = shared.tokens[:500]
+    tokens = shared["tokens"][:500]
     np.testing.assert_allclose(model.last_logits(cfg.model, params, tokens),
                                model.apply(cfg.model, params, tokens)[:, -1], rtol=1e-4, atol=2e-3)

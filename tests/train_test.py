@@ -11,14 +11,18 @@ def one_run(**kw):
   cfg = config.make_config(p=11, d_model=16, num_heads=2, num_epochs=100, **kw)
   run_data, shared = sweep.build_data(cfg, sweep.grid(cfg), 1)
   take0 = lambda t: jax.tree.map(lambda x: jnp.asarray(x[0]), t)
-  return cfg, take0(run_data), jax.tree.map(jnp.asarray, shared)
+  return train.program(cfg), take0(run_data), jax.tree.map(jnp.asarray, shared)
+
+
+def batch_loss(prog, params, run, shared):
+  batch = prog.task.train_batch(run.data, shared, None, jnp.int32(0))
+  return train.loss_fn(params, prog, batch, run.hyper, None)
 
 
 class OptimTest(absltest.TestCase):
 
   def test_schedule_starts_at_zero(self):
-    s = optim.lr_schedule(config.TrainConfig())
-    lrs = [float(s(jnp.int32(i))) for i in (0, 1, 5, 10, 11, 1000)]
+    lrs = [float(optim.warmup_lr(1e-3, jnp.int32(i), 10)) for i in (0, 1, 5, 10, 11, 1000)]
     np.testing.assert_allclose(lrs, [0, 1e-4, 5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-6)
 
   def test_adamw_matches_pytorch_update(self):
@@ -28,9 +32,7 @@ class OptimTest(absltest.TestCase):
     # Step 0 has lr 0: nothing moves, but the step counter and moments advance.
     jax.tree.map(np.testing.assert_array_equal, s1.params, state.params)
     # Step 1 by hand, as torch.optim.AdamW computes it.
-    tokens, labels = shared.tokens[run.train_idx], shared.labels[run.train_idx]
-    grad = lambda p: jax.grad(lambda q: train.loss_fn(q, cfg, tokens, labels, run.train_w,
-                                                     None)[0])(p)
+    grad = jax.grad(lambda q: batch_loss(cfg, q, run, shared))
     g0, g1 = grad(state.params), grad(s1.params)
     s2, _ = train.train_step(cfg, s1, run, shared)
     lr, b1, b2, eps, wd = 1e-4, 0.9, 0.98, 1e-8, 0.7
@@ -57,11 +59,10 @@ class OptimTest(absltest.TestCase):
 
   def test_l1_penalty_added(self):
     cfg0, run, shared = one_run()
-    cfg1, _, _ = one_run(l1=1e-3)
+    cfg1, run1, _ = one_run(l1=1e-3)
     params = train.init_state(cfg0, run).params
-    tokens, labels = shared.tokens[run.train_idx], shared.labels[run.train_idx]
-    l0 = train.loss_fn(params, cfg0, tokens, labels, run.train_w, None)[0]
-    l1 = train.loss_fn(params, cfg1, tokens, labels, run.train_w, None)[0]
+    l0 = batch_loss(cfg0, params, run, shared)
+    l1 = batch_loss(cfg1, params, run1, shared)
     l1_norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(params))
     self.assertAlmostEqual(float(l1 - l0), 1e-3 * l1_norm, places=4)
 
@@ -70,6 +71,7 @@ class OptimTest(absltest.TestCase):
     state = train.init_state(cfg, run)
     _, metrics = train.train_chunk(cfg, state, run, shared, 20)
     np.testing.assert_array_equal(metrics["epoch"], [0, 10])
+    np.testing.assert_array_equal(metrics["halted_at"], [-1, -1])
     # The eval's train loss at epoch 0 is the loss of the init, as is the first step's loss.
     np.testing.assert_allclose(metrics["train_loss"][0], metrics["step_train_loss"][0, 0],
                                rtol=1e-6)
