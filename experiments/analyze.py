@@ -33,15 +33,6 @@ def _num(x) -> str:
   return "—" if x is None else f"{x:.3g}"
 
 
-def final_line(i: int, f: dict) -> str:
-  """The console line of one run's final record (halted runs and missing values say so)."""
-  line = (f"run {i}: key freqs {f.get('key_freqs')}  test loss {_num(f.get('loss_test'))}  "
-          f"phases {f.get('phases')}")
-  if f.get("halted_at") is not None:
-    line += f"  HALTED at epoch {f['halted_at']} (non-finite loss; parameters frozen there)"
-  return line
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -63,7 +54,7 @@ def main(argv):
                                       vmap_batch=FLAGS.vmap_batch,
                                       detect_per_checkpoint=FLAGS.detect_per_checkpoint)
     for i, f in sorted(finals.items()):
-      print(final_line(i, f))
+      print(analysis.final_line(i, f))
     prog = results.progress(FLAGS.workdir)
     if not prog.finished:
       print(f"note: {prog.text()}: these are the values at epoch {prog.final_epoch}")

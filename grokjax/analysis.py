@@ -374,7 +374,8 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
       if any(e in todo[r["run"]] and x is not None for e, x in zip(chunk, loaded)):
         _write_csv(_run_file(workdir, r["run"], ".csv"), rows[r["run"]])
     rate = done / max(time.time() - t0, 1e-9)
-    log(f"analysis: {done}/{total} checkpoints ({rate:.1f}/s, ETA {(total - done) / rate:.0f}s)")
+    eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+    log(f"analysis: {done}/{total} checkpoints ({rate:.1f}/s, ETA {eta})")
   pool.shutdown()
   reader.close()
   if not pending:
@@ -414,6 +415,16 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
   df.to_csv(tmp, index=False)
   os.replace(tmp, os.path.join(workdir, ANALYSIS, "summary.csv"))
   return finals
+
+
+def final_line(run: int, f: dict) -> str:
+  """The console line of one run's final record (a halted run, a missing value say so)."""
+  num = lambda x: "—" if x is None else f"{x:.3g}"
+  line = (f"run {run}: key freqs {f.get('key_freqs')}  test loss {num(f.get('loss_test'))}  "
+          f"phases {f.get('phases')}")
+  if f.get("halted_at") is not None:
+    line += f"  HALTED at epoch {f['halted_at']} (non-finite loss; parameters frozen there)"
+  return line
 
 
 def _read_json(path: str) -> dict | None:

@@ -76,11 +76,11 @@ def _first_line(e: BaseException) -> str:
 
 
 def epochs_text(epochs: list[int]) -> str:
-  """'0, 100, ..., 2000 (21 epochs, every 100)' for long evenly spaced lists, else all of them."""
+  """'0, 100, ..., 2000 (21 epochs, every 100)' for long evenly spaced lists, else all."""
   if not epochs:
     return "none"
   steps = {b - a for a, b in zip(epochs, epochs[1:])}
-  if len(epochs) > 6 and len(steps) == 1:
+  if len(epochs) > 10 and len(steps) == 1:
     return (f"{epochs[0]}, {epochs[1]}, ..., {epochs[-1]} "
             f"({len(epochs)} epochs, every {steps.pop()})")
   return ", ".join(map(str, epochs))
@@ -161,6 +161,17 @@ class Checkpointer:
   def close(self) -> None:
     self.params.close()
     self.state.close()
+
+
+def remove_partial(workdir: str) -> None:
+  """Deletes the temporary directories of saves that a crash (or a full disk) interrupted;
+  orbax ignores them, but warns about each when it saves that epoch again. Only for the
+  workdir's lock holder."""
+  for kind in (PARAMS, STATE):
+    d = _dir(workdir, kind)
+    for name in os.listdir(d) if os.path.isdir(d) else []:
+      if ".orbax-checkpoint-tmp" in name:
+        shutil.rmtree(os.path.join(d, name), ignore_errors=True)
 
 
 def _epochs(workdir: str, kind: str) -> list[int]:

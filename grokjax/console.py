@@ -97,27 +97,51 @@ class _DropDiskFullNoise(logging.Filter):
     return not any(t in text for t in _ENOSPC_TEXT)
 
 
+def _closed_loop_noise(exc: BaseException | None) -> bool:
+  """Tensorstore callbacks that fire after orbax closed its event loop (writes still in flight
+  when a save failed) report 'RuntimeError: Event loop is closed' as unraisable."""
+  return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
 @contextlib.contextmanager
 def quiet_disk_full():
+  """While active: orbax's and asyncio's logged tracebacks of a full disk are dropped (the
+  caller says it in one line), and so are the 'Event loop is closed' tracebacks that follow."""
   f = _DropDiskFullNoise()
-  loggers = [logging.getLogger("absl"), logging.getLogger()]
-  for lg in loggers:
-    lg.addFilter(f)
-  old_hook = threading.excepthook
+  root = logging.getLogger()
+  targets = [logging.getLogger("absl"), logging.getLogger("asyncio"), root, *root.handlers]
+  for t in targets:
+    t.addFilter(f)
+  old_thread_hook, old_hook = threading.excepthook, sys.excepthook
 
-  def hook(args):
-    if args.exc_value is None or disk_full(args.exc_value) is None:
-      old_hook(args)
-  threading.excepthook = hook
+  def thread_hook(args):
+    if args.exc_value is None or (disk_full(args.exc_value) is None
+                                  and not _closed_loop_noise(args.exc_value)):
+      old_thread_hook(args)
+
+  def hook(typ, value, tb):
+    if disk_full(value) is None and not _closed_loop_noise(value):
+      old_hook(typ, value, tb)
+
+  old_unraisable = sys.unraisablehook
+
+  def unraisable(args):  # tensorstore reports its failed callbacks as unraisable
+    if disk_full(args.exc_value) is None and not _closed_loop_noise(args.exc_value):
+      old_unraisable(args)
+  threading.excepthook, sys.excepthook, sys.unraisablehook = thread_hook, hook, unraisable
   try:
     yield
   finally:
-    threading.excepthook = old_hook
-    for lg in loggers:
-      lg.removeFilter(f)
+    threading.excepthook, sys.excepthook = old_thread_hook, old_hook
+    sys.unraisablehook = old_unraisable
+    for t in targets:
+      t.removeFilter(f)
 
 
 # ----------------------------------------------------------------------------- the guard
+
+_disk_full_exit = False
+
 
 def _err(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
@@ -153,6 +177,8 @@ def guard(main: Callable[[list[str]], Any], command: str | None = None,
         at = f" while writing {_short_path(where)}" if where else ""
         _err(f"error: disk full{at}: free some space, then rerun the same command; the "
              f"workdir resumes from its last complete checkpoint{again}")
+        global _disk_full_exit
+        _disk_full_exit = True
         return 1
   return wrapped
 
@@ -169,4 +195,11 @@ def run_app(main: Callable[[list[str]], Any],
     what = "is a directory, not a flagfile" if isinstance(e, IsADirectoryError) else e.strerror
     _err(f"error: --flagfile: {e.filename}: {what}")
     sys.exit(2)
-  app.run(guard(main, cmd, resumable), argv=argv)
+  try:
+    app.run(guard(main, cmd, resumable), argv=argv)
+  except SystemExit as e:
+    if _disk_full_exit:  # skip the teardown, where orbax's abandoned writes would log again
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(e.code if isinstance(e.code, int) else 1)
+    raise

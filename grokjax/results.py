@@ -17,6 +17,7 @@ line winning.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -36,13 +37,25 @@ class WorkdirError(ConfigError):
   directory); the message names the path and what to do."""
 
 
+@contextlib.contextmanager
+def _naming(path: str):
+  """OSErrors raised by writes and fsyncs carry no file name: add it (a full disk names it)."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename is None:
+      raise OSError(e.errno, e.strerror, path) from e
+    raise
+
+
 def _write_atomic(path: str, text: str) -> None:
   tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  with _naming(path):
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -85,7 +98,7 @@ def _clean(v: Any) -> Any:
 def append_metrics(workdir: str, rows: Iterable[dict[str, Any]]) -> None:
   lines = "".join(json.dumps({k: _clean(v) for k, v in r.items()}) + "\n" for r in rows)
   path = os.path.join(workdir, METRICS)
-  with open(path, "a+b") as f:
+  with _naming(path), open(path, "a+b") as f:
     f.seek(0, os.SEEK_END)
     if f.tell():  # never glue a row onto a line left unterminated by a crash
       f.seek(-1, os.SEEK_END)

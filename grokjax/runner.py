@@ -9,6 +9,7 @@ a state checkpoint saved (`Interrupted`); a second one aborts at once.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -211,13 +212,19 @@ def run_sweep(cfg: Config, workdir: str, *, log: Callable[[str], None] | None = 
   with WorkdirLock(workdir, "sweep", log), _StopOnSignal(log) as stop:
     sw = Sweep(cfg, devices)
     prepare_workdir(cfg, workdir, sw.runs, log)
-    return _train(cfg, workdir, sw, log, stop, stop_after_chunks, state_every_s)
+    try:
+      return _train(cfg, workdir, sw, log, stop, stop_after_chunks, state_every_s)
+    except Exception as e:
+      if console.disk_full(e) == "":  # orbax's own OSErrors name no file: name the workdir
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir) from e
+      raise
 
 
 def _train(cfg: Config, workdir: str, sw: Sweep, log, stop: _StopOnSignal,
            stop_after_chunks: int | None, state_every_s: float) -> str:
   total, every = cfg.train.num_epochs, cfg.train.checkpoint_every
   eval_every = cfg.train.eval_every
+  checkpoint.remove_partial(workdir)
   ckpt = Checkpointer(workdir)
   failed = True
   try:
