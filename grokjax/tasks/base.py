@@ -79,6 +79,16 @@ class Task:
     """Examples one evaluation runs through the model (for the memory estimate)."""
     raise NotImplementedError
 
+  def train_sample(self, data: Any, shared: Any, key: jax.Array, n: int) -> Batch:
+    """n examples of the run's training distribution: drawn with replacement from its
+    training set (finite data) or fresh (infinite data). For estimators such as the LLC."""
+    raise NotImplementedError
+
+  def num_train(self, data: Any) -> jax.Array:
+    """The run's number of training examples (a traced scalar for finite data; for infinite
+    data a nominal 10 · batch_size, since every step sees new examples)."""
+    raise NotImplementedError
+
 
 @dataclasses.dataclass(frozen=True)
 class SequenceTask(Task):
@@ -128,6 +138,15 @@ class SequenceTask(Task):
 
   def eval_examples(self) -> int:
     return self.eval_size + (self.batch_size if self.infinite else self.num_data)
+
+  def train_sample(self, data, shared, key, n):
+    if self.infinite:
+      return self.sample(key, n)
+    rows = jax.random.randint(key, (n,), 0, self.num_data)
+    return jax.tree.map(lambda x: x[rows], Batch(*data["train"]))
+
+  def num_train(self, data):
+    return jnp.int32(10 * self.batch_size if self.infinite else self.num_data)
 
 
 @functools.lru_cache(maxsize=64)

@@ -72,3 +72,12 @@ class Modular(Task):
 
   def eval_examples(self) -> int:
     return self.p * self.p
+
+  def train_sample(self, d, shared, key, n):
+    """n of the run's training pairs, drawn with replacement (padding rows never drawn)."""
+    rows = d["train_idx"][jax.random.randint(key, (n,), 0, self.num_train(d))]
+    return Batch(shared["tokens"][rows], shared["labels"][rows][:, None],
+                 jnp.ones((n, 1), jnp.float32), jnp.zeros((n, 1), jnp.int32))
+
+  def num_train(self, d):
+    return jnp.sum(d["train_w"] > 0).astype(jnp.int32)
