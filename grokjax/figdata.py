@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from grokjax import paper, phases
+from grokjax.config import AXIS_NAMES
 
 ANALYSIS = "analysis"
 
@@ -52,7 +53,16 @@ class Workdir:
     r = self.run_info(run)
     short = dict(seed="seed", weight_decay="λ", frac_train="frac", split_seed="split", lr="lr",
                  dropout="dropout", l1="L1", grokfast_alpha="α", grokfast_lamb="λ_gf")
-    return ", ".join(f"{short[k]} {r[k]:g}" for k in keys)
+    return ", ".join(f"{short.get(k, k)} {r[k]:g}" for k in keys if k in r)
+
+  def varying_axes(self) -> tuple[str, ...]:
+    """The swept axes (config.AXES order) whose value differs between the runs."""
+    return tuple(a for a in AXIS_NAMES if len({r.get(a) for r in self.runs}) > 1)
+
+  def run_label(self, run: int) -> str:
+    """The run's values of the varying axes, or 'run i' for a one-run sweep."""
+    keys = self.varying_axes()
+    return self.label(run, keys) if keys else f"run {run}"
 
   @functools.cached_property
   def metrics(self) -> pd.DataFrame | None:

@@ -12,6 +12,10 @@ For a one-layer model whose loss reads only the last position (the modular tasks
 trigram with an MLP) it computes that position from per-(position, token) tables — exact
 algebra, tested equal to the plain model — and otherwise slices the plain model's logits.
 
+`grid_forward` is the analysis' special case of the same model: the last position of all p²
+modular inputs at once (per-token tables broadcast over the (a, b) grid), with the neurons and
+attention pattern the measures need; also tested equal to `apply`.
+
 Dropout (on MLP neurons, inverted scaling) is `(keep_prob, key)`: a per-run keep probability
 (a traced value under vmap) and the key of this step; None at evaluation.
 """
@@ -174,3 +178,71 @@ def _last_logits_one_layer(cfg: ModelConfig, params: Params, tokens_BxL: jax.Arr
   post_BxM = _dropout(post_BxM, dropout)
   resid_BxD = resid_BxD + post_BxM @ blk["W_out"].T + blk["b_out"]
   return resid_BxD @ params["W_U"]
+
+
+# ----------------------------------------------------------------- the p² grid (analysis)
+
+def grid_forward(params: Params, act: str = "relu", dtype=jnp.float32) -> dict[str, jnp.ndarray]:
+  """Last-position quantities on the p² grid: logits (p², p), mlp_post (p², d_mlp), mlp_logits
+  = mlp_post·W_Lᵀ (p², p) (the neurons' part of the logits), pattern (p², H, 3) (attention of
+  the `=` query to positions 0, 1, 2).
+
+  One-layer models use exact per-token tables: the residual entering attention depends only on
+  (position, token) and the query is always `=`, so scores, OV outputs, their images under W_in
+  and W_U are small tables; the per-input work is the attention mix, the ReLU and post·W_Lᵀ
+  (tested equal to `apply`): the fast path of the analysis, as `_last_logits_one_layer` is
+  training's. Deeper models fall back to the plain model.
+  """
+  params = jax.tree.map(lambda t: jnp.asarray(t, dtype), params)
+  if sum(1 for k in params if k.startswith("blocks_")) != 1:
+    return _grid_forward_plain(params, act)
+  p, blk = params["W_E"].shape[1] - 1, params["blocks_0"]
+  H, E, D = blk["W_Q"].shape
+  W_E, W_pos, W_U = params["W_E"], params["W_pos"], params["W_U"][:, :p]
+  x_a = W_E[:, :p].T + W_pos[0]                    # (p, D) token a at position 0
+  x_b = W_E[:, :p].T + W_pos[1]                    # (p, D) token b at position 1
+  x_e = W_E[:, p] + W_pos[2]                       # (D,) '=' at position 2
+  q_HxE = jnp.einsum("hed,d->he", blk["W_Q"], x_e)
+  scale = jnp.sqrt(jnp.asarray(E, dtype))
+  s_a = jnp.einsum("hed,td,he->th", blk["W_K"], x_a, q_HxE) / scale    # (p, H)
+  s_b = jnp.einsum("hed,td,he->th", blk["W_K"], x_b, q_HxE) / scale    # (p, H)
+  s_e = jnp.einsum("hed,d,he->h", blk["W_K"], x_e, q_HxE) / scale      # (H,)
+  scores = jnp.stack([jnp.broadcast_to(s_a[:, None], (p, p, H)),
+                      jnp.broadcast_to(s_b[None, :], (p, p, H)),
+                      jnp.broadcast_to(s_e, (p, p, H))], axis=-1)
+  A_PxPxHx3 = jax.nn.softmax(scores, axis=-1)
+  W_O = blk["W_O"].T.reshape(H, E, D)
+  ov_a, ov_b, ov_e = (jnp.einsum("td,hed,hef->thf", x, blk["W_V"], W_O)
+                      for x in (x_a, x_b, x_e[None]))                    # (p|1, H, D)
+
+  def mix(W_DxN, base_N):
+    """base + Σ_h Σ_j A[a,b,h,j]·(ov_j W)[token_j, h]: the attention output pushed through W.
+    The head sum is unrolled into one elementwise fusion (4 heads; faster than a K=4 GEMM)."""
+    t_a, t_b, t_e = ov_a @ W_DxN, ov_b @ W_DxN, ov_e[0] @ W_DxN
+    x = base_N
+    for h in range(H):
+      x = (x + A_PxPxHx3[:, :, h, 0, None] * t_a[:, None, h]
+           + A_PxPxHx3[:, :, h, 1, None] * t_b[None, :, h] + A_PxPxHx3[:, :, h, 2, None] * t_e[h])
+    return x.reshape(p * p, -1)
+
+  W_in = blk["W_in"].T
+  # The barriers keep XLA:CPU from pulling the elementwise mixes into the matmul's library
+  # fusion together with downstream reductions, which ran ~4x slower than the plain loops.
+  post = jax.lax.optimization_barrier(_act(act)(mix(W_in, x_e @ W_in + blk["b_in"])))
+  direct = jax.lax.optimization_barrier(mix(W_U, (x_e + blk["b_out"]) @ W_U))
+  mlp_logits = post @ (W_U.T @ blk["W_out"]).T                         # post · W_Lᵀ
+  return dict(logits=direct + mlp_logits, mlp_logits=mlp_logits, mlp_post=post,
+              pattern=A_PxPxHx3.reshape(p * p, H, 3))
+
+
+def _grid_forward_plain(params: Params, act: str) -> dict[str, jnp.ndarray]:
+  from grokjax import data  # the modular tasks' grid
+  p, n = params["W_E"].shape[1] - 1, sum(1 for k in params if k.startswith("blocks_"))
+  H, E, D = params["blocks_0"]["W_Q"].shape
+  cfg = ModelConfig(d_vocab=p + 1, d_vocab_out=params["W_U"].shape[1], n_ctx=3, d_model=D,
+                    num_heads=H, d_mlp=params["blocks_0"]["W_in"].shape[0], num_layers=n, act=act)
+  logits, cache = apply_with_cache(cfg, params, jnp.asarray(data.all_tokens(p)))
+  post = cache[f"blocks_{n - 1}"]["mlp_post"][:, -1]
+  W_L = params["W_U"][:, :p].T @ params[f"blocks_{n - 1}"]["W_out"]
+  return dict(logits=logits[:, -1, :p], mlp_post=post, mlp_logits=post @ W_L.T,
+              pattern=cache["blocks_0"]["attn_pattern"][:, :, -1, :])

@@ -11,9 +11,6 @@ from grokjax.figdata import Workdir
 from grokjax.plotting import (REF_COLORS, REF_STYLE, TEST, TRAIN, FigureSpec, Skip, _color,
                               _fig, _need_metrics)
 
-SWEPT_LABELS = ("seed", "weight_decay", "lr", "split_seed")
-
-
 def _need_task(wd: Workdir, task: str, finite: bool) -> None:
   cfg = wd.config
   if cfg.get("task") != task:
@@ -24,9 +21,7 @@ def _need_task(wd: Workdir, task: str, finite: bool) -> None:
 
 
 def _label(wd: Workdir, run: int) -> str:
-  """The run's swept values that differ across the sweep (or 'run i')."""
-  varying = [k for k in SWEPT_LABELS if len({r.get(k) for r in wd.runs}) > 1]
-  return wd.label(run, tuple(varying)) if varying else f"run {run}"
+  return wd.run_label(run)
 
 
 def _ref(ax, curve: paper.Curve | None, xmax: float, test: bool) -> None:

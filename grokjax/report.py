@@ -14,8 +14,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from grokjax import paper, phases, plotting
+from grokjax import paper, phases, plotting, plotting_tasks, report_tasks
+from grokjax.config import AXIS_NAMES, MODULAR_TASKS, SEQUENCE_TASKS
 from grokjax.figdata import Workdir
+
+
+def is_modular(task: str) -> bool:
+  return task in MODULAR_TASKS
 
 FIG_DIR, MANIFEST, REPORT = "figures", "manifest.json", "report.md"
 log = logging.getLogger("grokjax.report")
@@ -23,11 +28,21 @@ log = logging.getLogger("grokjax.report")
 
 # --- figures ------------------------------------------------------------------------------------
 
-def render_figures(workdir: str, dpi: int = 110, specs=plotting.FIGURES,
+def figure_specs(wd: Workdir) -> tuple:
+  """The figure families that fit the workdir's task (each figure may still skip itself)."""
+  task = wd.config.get("task", "add")
+  if is_modular(task):
+    return plotting.FIGURES
+  regime = "finite" if wd.config.get("num_data", 0) > 0 else "infinite"
+  return tuple(s for s in plotting_tasks.FIGURES if s.name.endswith(f"{task}_{regime}"))
+
+
+def render_figures(workdir: str, dpi: int = 110, specs=None,
                    echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Saves every supported figure to WORKDIR/figures/NAME.png; returns and writes the manifest
   (one entry per figure: name, caption, file or the reason it was skipped)."""
   wd = Workdir(workdir)
+  specs = figure_specs(wd) if specs is None else specs
   out = os.path.join(workdir, FIG_DIR)
   os.makedirs(out, exist_ok=True)
   manifest = []
@@ -394,11 +409,39 @@ def _status_lines(wd: Workdir) -> list[str]:
 def _setting(wd: Workdir) -> str:
   c = wd.config
   m, t, sw = c.get("model", {}), c.get("train", {}), c.get("sweep", {})
-  return (f"p = {wd.p}, d_model = {m.get('d_model')}, heads = {m.get('num_heads')}, "
-          f"d_mlp = {m.get('d_mlp')}, layers = {m.get('num_layers')}, {_progress(wd).text()}"
-          f", lr = {t.get('lr')}, loss in {t.get('loss_dtype')}; swept: seed "
-          f"{sw.get('seed')}, λ {sw.get('weight_decay')}, frac {sw.get('frac_train')}, "
-          f"split seed {sw.get('split_seed')} ({len(wd.runs)} runs)")
+  task = c.get("task", "add")
+  if is_modular(task):
+    data = f"task {task}, p = {wd.p}"
+  else:
+    n = c.get("num_data", 0)
+    data = (f"task {task}, n_ctx = {m.get('n_ctx')}, "
+            + (f"{n} fixed training examples" if n else
+               f"infinite data (batch {c.get('batch_size')})"))
+  block = "attention-only" if m.get("use_mlp") is False else f"d_mlp = {m.get('d_mlp')}"
+  swept = ", ".join(f"{k} {v[0] if len(v) == 1 else v}" for k in AXIS_NAMES
+                    if (v := sw.get(k)))
+  return (f"{data}, d_model = {m.get('d_model')}, heads = {m.get('num_heads')}, {block}, "
+          f"layers = {m.get('num_layers')}, {_progress(wd).text()}, loss in "
+          f"{t.get('loss_dtype')}; swept: {swept} ({len(wd.runs)} runs)")
+
+
+def _task_comparison(wd: Workdir) -> list[str]:
+  """The paper-vs-grokjax section of a sequence-task workdir."""
+  c = wd.config
+  finite = c.get("num_data", 0) > 0
+  _, source, claim = paper.TASK_RUNS[(c["task"], finite)]
+  rows = report_tasks.task_rows(wd)
+  out = ["## Paper vs grokjax", "",
+         f"The paper: {claim}. The authors' curve of the same task and data regime is "
+         f"`reference_data/{paper.TASK_RUNS[(c['task'], finite)][0]}` ({source}); grokjax cells "
+         f"list each run ({report_tasks.run_legend(wd)}). Epochs/steps are first evaluated "
+         f"ones (every {c['train'].get('eval_every')}).", ""]
+  if c["task"] == "skip_trigram":
+    out += ["The skip-trigram sequence length, batch size and widths are grokjax's choices: "
+            "the paper gives none (SPEC §2).", ""]
+  out += [md_table(["quantity", "authors", "source", "grokjax"], rows)
+          if rows else "_No metrics yet: nothing to compare._", ""]
+  return out
 
 
 def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> str:
@@ -412,6 +455,9 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
            "Reimplementation of Nanda et al., *Progress measures for grokking via mechanistic "
            "interpretability* (ICLR 2023).", "", f"**Setting.** {_setting(wd)}.", ""]
   parts += _status_lines(wd)
+  if wd.config.get("task") in SEQUENCE_TASKS:
+    figures, skipped = _figures(workdir, manifest)
+    return "\n".join(parts + _task_comparison(wd) + figures + _not_drawn(skipped))
   parts += ["## Paper vs grokjax", "",
             "Paper numbers cite the team SPEC section and its evidence tag ([PAPER] paper text, "
             "[PAPER*] paper text via verbatim quotations, [NB-OUT] saved outputs of the authors' "
@@ -421,14 +467,8 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
   rows = comparison_rows(wd)
   parts += [md_table(["quantity", "paper", "paper source", "grokjax", "grokjax setting / note"],
                      rows) if rows else "_No metrics yet: nothing to compare._", ""]
-  parts += ["## Figures", ""]
-  skipped = []
-  for e in manifest:
-    f = e.get("file")
-    if f and os.path.exists(os.path.join(workdir, f)):
-      parts += [f"### {e['caption']}", "", f"![{e['name']}]({f})", ""]
-    else:
-      skipped.append(e)
+  figures, skipped = _figures(workdir, manifest)
+  parts += figures
   parts += ["## Tables", "", "### Table 1", "", table1_markdown(wd), "",
             "### Table 2", "", table2_markdown(wd), "",
             "### Table 3 (other runs)", "", table3_markdown(wd), "",
@@ -447,11 +487,26 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
             f"{phases.SPIKE_FLOOR:g}) after the test loss reached 1e-2 (after the train loss did, "
             "for runs that never generalise) — slingshot-like instabilities (App. D.2); "
             f"excursions within {phases.SPIKE_GAP} epochs count once.", "", grok_markdown(wd), ""]
-  if skipped:
-    parts += ["## Figures not drawn", ""]
-    parts += [f"- {e['caption']}: {e.get('skipped', 'file missing')}" for e in skipped]
-    parts.append("")
-  return "\n".join(parts)
+  return "\n".join(parts + _not_drawn(skipped))
+
+
+def _figures(workdir: str, manifest: list[dict[str, Any]]) -> tuple[list[str], list[dict]]:
+  """The report's figure sections, and the manifest entries that were not drawn."""
+  parts, skipped = ["## Figures", ""], []
+  for e in manifest:
+    f = e.get("file")
+    if f and os.path.exists(os.path.join(workdir, f)):
+      parts += [f"### {e['caption']}", "", f"![{e['name']}]({f})", ""]
+    else:
+      skipped.append(e)
+  return parts, skipped
+
+
+def _not_drawn(skipped: list[dict]) -> list[str]:
+  if not skipped:
+    return []
+  return (["## Figures not drawn", ""]
+          + [f"- {e['caption']}: {e.get('skipped', 'file missing')}" for e in skipped] + [""])
 
 
 def write_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> str:

@@ -78,8 +78,6 @@ def task_rows(wd: Workdir) -> list[list[str]]:
 
 def run_legend(wd: Workdir) -> str:
   """Which run is which in the table's ';'-separated grokjax cells."""
-  varying = [k for k in ("seed", "weight_decay", "lr", "split_seed")
-             if len({r.get(k) for r in wd.runs}) > 1]
-  if not varying:
+  if not wd.varying_axes():
     return "one run"
-  return "runs in order: " + "; ".join(wd.label(r["run"], tuple(varying)) for r in wd.runs)
+  return "runs in order: " + "; ".join(wd.run_label(r["run"]) for r in wd.runs)
