@@ -71,8 +71,11 @@ def _manager(workdir: str, kind: str, max_to_keep: int | None, read_only: bool =
 
 
 def _first_line(e: BaseException) -> str:
+  """'Type: the first line of the message' (tensorstore's long details cut off)."""
   text = str(e).strip().splitlines()
-  return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+  line = text[0].split(" See full TensorStore details")[0] if text else ""
+  line = line if len(line) <= 160 else line[:157] + "..."
+  return f"{type(e).__name__}: {line}" if line else type(e).__name__
 
 
 def epochs_text(epochs: list[int]) -> str:

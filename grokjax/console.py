@@ -106,36 +106,40 @@ def _closed_loop_noise(exc: BaseException | None) -> bool:
 @contextlib.contextmanager
 def quiet_disk_full():
   """While active: orbax's and asyncio's logged tracebacks of a full disk are dropped (the
-  caller says it in one line), and so are the 'Event loop is closed' tracebacks that follow."""
+  caller says it in one line)."""
   f = _DropDiskFullNoise()
   root = logging.getLogger()
   targets = [logging.getLogger("absl"), logging.getLogger("asyncio"), root, *root.handlers]
   for t in targets:
     t.addFilter(f)
-  old_thread_hook, old_hook = threading.excepthook, sys.excepthook
+  old_thread_hook = threading.excepthook
 
   def thread_hook(args):
-    if args.exc_value is None or (disk_full(args.exc_value) is None
-                                  and not _closed_loop_noise(args.exc_value)):
+    if args.exc_value is None or disk_full(args.exc_value) is None:
       old_thread_hook(args)
-
-  def hook(typ, value, tb):
-    if disk_full(value) is None and not _closed_loop_noise(value):
-      old_hook(typ, value, tb)
-
-  old_unraisable = sys.unraisablehook
-
-  def unraisable(args):  # tensorstore reports its failed callbacks as unraisable
-    if disk_full(args.exc_value) is None and not _closed_loop_noise(args.exc_value):
-      old_unraisable(args)
-  threading.excepthook, sys.excepthook, sys.unraisablehook = thread_hook, hook, unraisable
+  threading.excepthook = thread_hook
   try:
     yield
   finally:
-    threading.excepthook, sys.excepthook = old_thread_hook, old_hook
-    sys.unraisablehook = old_unraisable
+    threading.excepthook = old_thread_hook
     for t in targets:
       t.removeFilter(f)
+
+
+def drop_closed_loop_noise() -> None:
+  """For a command-line process: the 'Event loop is closed' tracebacks that tensorstore prints
+  (as unraisable exceptions, up to the process's exit) after orbax abandoned a failed save or
+  restore are not shown; the failure itself is reported in one line."""
+  old_hook, old_unraisable = sys.excepthook, sys.unraisablehook
+
+  def hook(typ, value, tb):
+    if not _closed_loop_noise(value):
+      old_hook(typ, value, tb)
+
+  def unraisable(args):
+    if not _closed_loop_noise(args.exc_value):
+      old_unraisable(args)
+  sys.excepthook, sys.unraisablehook = hook, unraisable
 
 
 # ----------------------------------------------------------------------------- the guard
@@ -189,6 +193,7 @@ def run_app(main: Callable[[list[str]], Any],
   """absl `app.run(guard(main))`, with `resolve_argv` (flagfile expansion) failing in one line."""
   from absl import app
   cmd = command_line(sys.argv)
+  drop_closed_loop_noise()
   try:
     argv = resolve_argv(sys.argv) if resolve_argv else sys.argv
   except OSError as e:

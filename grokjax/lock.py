@@ -44,9 +44,10 @@ def _describe(h: dict[str, Any]) -> str:
   started = h.get("started")
   when = (datetime.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
           if isinstance(started, (int, float)) else "?")
-  cmd = h.get("command")
+  cmd = h.get("command") or ""
+  cmd = cmd if len(cmd) <= 80 else cmd[:77] + "..."
   return (f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {when}"
-          + (f" ({cmd})" if cmd else ""))
+          + (f": {cmd}" if cmd else ""))
 
 
 class WorkdirLock:
@@ -87,8 +88,9 @@ class WorkdirLock:
       state = ("no longer running" if here and not _pid_alive(int(old.get("pid", -1)))
                else "not holding it")
       self.log(f"{self.workdir}: taking over the lock left by {_describe(old)}: {state}")
+    from grokjax.console import command_line
     me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.time(),
-              command=" ".join(sys.argv), role=self.role)
+              command=command_line(sys.argv) if sys.argv and sys.argv[0] else "", role=self.role)
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
     os.fsync(fd)

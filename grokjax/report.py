@@ -397,8 +397,8 @@ def _status_lines(wd: Workdir) -> list[str]:
   prog = _progress(wd)
   if not prog.finished:
     text = prog.text()
-    out += [f"**Unfinished.** {text[0].upper() + text[1:]}: every number below is from epoch "
-            f"{fmt(prog.trained)} or earlier, not from the end of training.", ""]
+    out += [f"**Unfinished.** {text[0].upper() + text[1:]}: the analysis and every final "
+            f"value below are from epoch {fmt(prog.trained)}, not from the end of training.", ""]
   for run, epoch in sorted(halted_runs(wd).items()):
     out += [f"**Halted run.** Run {run} ({wd.label(run)}) halted at epoch {fmt(epoch)}: its "
             "loss became non-finite, its parameters are frozen there and its numbers describe "

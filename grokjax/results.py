@@ -229,10 +229,10 @@ def param_dirs(workdir: str) -> list[int]:
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-  """How far a workdir's sweep trained: `trained` of `total` epochs (the newer of the newest
-  parameter checkpoint and the newest metrics row), the parameter checkpoints on disk and the
-  epoch each halted run stopped at (non-finite loss)."""
-  trained: int | None
+  """How far a workdir's sweep got: `reached` (the newest epoch with a metrics row or a
+  parameter checkpoint) of `total` epochs, the parameter checkpoints on disk and the epoch each
+  halted run stopped at (non-finite loss)."""
+  reached: int | None
   total: int
   checkpoint_every: int
   param_epochs: tuple[int, ...]
@@ -240,14 +240,16 @@ class Progress:
 
   @property
   def finished(self) -> bool:
-    return self.trained is not None and self.trained >= self.total
+    return self.reached is not None and self.reached >= self.total
 
   @property
   def final_epoch(self) -> int | None:
-    """The epoch whose parameters are the run's final ones: `trained` rounded down to a
-    checkpoint epoch (a crash between a chunk's metrics and its checkpoint leaves the rows
-    ahead of the checkpoints)."""
-    return None if self.trained is None else self.trained - self.trained % self.checkpoint_every
+    """The epoch whose parameters are the final ones: `reached` rounded down to a checkpoint
+    epoch (a crash between a chunk's metrics and its checkpoint leaves rows past the newest
+    checkpoint)."""
+    return None if self.reached is None else self.reached - self.reached % self.checkpoint_every
+
+  trained = final_epoch
 
   def missing_params(self) -> list[int]:
     """Checkpoint epochs up to `final_epoch` without a complete parameter checkpoint."""
@@ -258,11 +260,11 @@ class Progress:
 
   def text(self) -> str:
     """'trained to 700 of 2000 epochs (unfinished)', or '2000 epochs' when finished."""
-    if self.trained is None:
+    if self.reached is None:
       return f"not trained yet (0 of {self.total} epochs)"
     if self.finished:
       return f"{self.total} epochs"
-    return f"trained to {self.trained} of {self.total} epochs (unfinished)"
+    return f"trained to {self.final_epoch} of {self.total} epochs (unfinished)"
 
 
 def halted_runs(rows: Iterable[dict[str, Any]]) -> dict[int, int]:
