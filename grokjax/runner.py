@@ -208,9 +208,9 @@ def run_sweep(cfg: Config, workdir: str, *, log: Callable[[str], None] | None = 
   log = log or (lambda s: print(s, file=sys.stderr, flush=True))
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir: {workdir} is a file, not a directory")
+  sw = Sweep(cfg, devices)  # refuses a sweep that cannot fit before anything is written
   os.makedirs(workdir, exist_ok=True)
   with WorkdirLock(workdir, "sweep", log), _StopOnSignal(log) as stop:
-    sw = Sweep(cfg, devices)
     prepare_workdir(cfg, workdir, sw.runs, log)
     try:
       return _train(cfg, workdir, sw, log, stop, stop_after_chunks, state_every_s)
