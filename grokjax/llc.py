@@ -172,6 +172,14 @@ def estimate(loss_fn: LossFn, params: PyTree, sample_batch: Sampler, n: int, cfg
                    jnp.asarray(cfg.epsilon, jnp.float32), jnp.asarray(nbeta, jnp.float32))
 
 
+def estimate_traced(loss_fn: LossFn, params: PyTree, sample_batch: Sampler, cfg: LLCConfig,
+                    key: jax.Array, epsilon: jax.Array, nbeta: jax.Array) -> dict[str, jax.Array]:
+  """`estimate` with ε and nβ given as (possibly traced) scalars, ignoring cfg.epsilon and
+  cfg.nbeta: e.g. a per-run nβ = n / log n computed inside a program vmapped over runs."""
+  return _estimate(loss_fn, params, sample_batch, cfg, key, jnp.asarray(epsilon, jnp.float32),
+                   jnp.asarray(nbeta, jnp.float32))
+
+
 def calibrate(loss_fn: LossFn, params: PyTree, sample_batch: Sampler, n: int, cfg: LLCConfig,
               key: jax.Array, epsilons, nbetas) -> dict[str, jax.Array]:
   """`estimate` on the grid epsilons (E,) × nbetas (B,), one jitted program.
