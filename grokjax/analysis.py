@@ -244,9 +244,8 @@ def analyze_workdir(workdir: str, log: Callable[[str], None] | None = None,
   got, and said so; a halted run (non-finite loss) is named in the log and its record."""
   log = log or (lambda s: print(s, file=sys.stderr, flush=True))
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"{workdir}: "
-                            + ("is a file, not a workdir" if os.path.exists(workdir)
-                               else "no such directory"))
+    raise results.WorkdirError(f"--workdir: {workdir} " + (
+        "is a file, not a workdir" if os.path.exists(workdir) else "does not exist"))
   with WorkdirLock(workdir, "analysis", log):
     return _analyze_workdir(workdir, log, ckpt_batch, vmap_batch, detect_per_checkpoint)
 

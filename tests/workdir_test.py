@@ -249,14 +249,15 @@ class WorkdirTest(absltest.TestCase):
     p = cli("experiments.sweep", [f"--flagfile={flagdir}", "--workdir=" + TMP + "/x"])
     self.assertEqual(p.returncode, 2)
     self.assertIn("is a directory", one_line(self, p.stderr))
-    a_file = os.path.join(TMP, "a_file")
-    open(a_file, "w").close()
-    p = cli("experiments.sweep", CLI + [f"--workdir={a_file}"])
-    self.assertEqual(p.returncode, 2)
-    self.assertIn("is a file, not a directory", one_line(self, p.stderr))
     p = cli("experiments.analyze", [f"--workdir={TMP}/missing"])
     self.assertEqual(p.returncode, 2)
     self.assertIn("does not exist", one_line(self, p.stderr))
+    a_file = os.path.join(TMP, "a_file")  # (the CLI prints a WorkdirError as above)
+    open(a_file, "w").close()
+    with self.assertRaisesRegex(results.WorkdirError, "a_file is a file, not a directory"):
+      runner.run_sweep(cfg(), a_file, log=lambda s: None)
+    with self.assertRaisesRegex(results.WorkdirError, "a_file is a file, not a workdir"):
+      analysis.analyze_workdir(a_file, log=lambda s: None)
 
   # 6 -------------------------------------------------------------------------------------------
   def test_6_sigterm_and_sigint_stop_cleanly_and_resume(self):
