@@ -8,6 +8,8 @@ The transform is built once per sweep. Every swept optimizer value (peak lr, wei
 the Grokfast α, λ when `--grokfast` is on) lives in the optimizer *state*
 (`optax.inject_hyperparams`): `init` writes the run's values there, so a vmapped sweep carries
 one value per run, one compiled program serves every value, and checkpoints record them.
+A Grokfast filter's output reaches AdamW through memory (`_fenced`), so a λ = 0 run equals the
+same run of a plain sweep of as many runs bit for bit.
 """
 from __future__ import annotations
 
@@ -52,4 +54,31 @@ def make_optimizer(cfg: TrainConfig, hyper: Any = None) -> optax.GradientTransfo
     gf = grokfast.grokfast_ema(alpha=alpha, lamb=lamb)
   else:
     gf = grokfast.grokfast_ma(window=cfg.grokfast_window, lamb=lamb)
-  return optax.chain(gf, adamw)
+  return optax.chain(_fenced(gf), adamw)
+
+
+def _materialize(tree: Any, runtime_one: jax.Array) -> Any:
+  """`tree`, bit for bit, as buffers that no later XLA fusion can look through.
+
+  A while loop whose trip count is known only at run time (`runtime_one` is always 1, XLA cannot
+  prove it) outputs materialised buffers; its body is an exact select. `optimization_barrier`
+  does not do this on XLA:CPU (it is expanded before fusion).
+  """
+  body = lambda i, t: jax.tree.map(lambda x: jnp.where(i < 0, -x, x), t)
+  return jax.lax.fori_loop(0, runtime_one, body, tree)
+
+
+def _fenced(gf: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`gf` whose output AdamW reads from memory, as plain AdamW reads the raw gradient.
+
+  Why: XLA:CPU contracts multiply-adds into FMAs per fused loop, and which product it contracts
+  in AdamW's `(1 − β1)·g + β1·m` depends on what is fused in front of it. With the filter's
+  select fused into AdamW's loops, a λ = 0 run drifted from the plain run by float32 rounding
+  from step 1 on; fenced, a λ = 0 run of a Grokfast sweep equals
+  the same run of a plain sweep of as many runs bit for bit (tests/grokfast_sweep_test.py). The
+  state is `gf`'s own, so checkpoints are unchanged.
+  """
+  def update_fn(updates, state, params=None):
+    updates, state = gf.update(updates, state, params)
+    return _materialize(updates, jnp.minimum(state.count, 1)), state
+  return optax.GradientTransformation(gf.init, update_fn)
