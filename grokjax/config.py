@@ -16,7 +16,7 @@ MODULAR_TASKS = ("add", "subtract", "x2xyy2", "rand", "multiply")
 SEQUENCE_TASKS = ("digit_addition", "repeated_subsequence", "skip_trigram")
 TASKS = MODULAR_TASKS + SEQUENCE_TASKS
 ACTS = ("relu", "gelu")
-LOSS_DTYPES = ("float64", "float32")
+LOSS_DTYPES = ("float64", "float32", "float32_stable")
 GROKFAST = ("none", "ema", "ma")
 # jax_default_matmul_precision values. "highest" is true float32 on every backend; the backend
 # default ("default") is TF32 on recent NVIDIA GPUs and bfloat16 passes on TPUs, which changes

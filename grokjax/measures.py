@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import fourier, model
+from grokjax import fourier, losses, model
 
 Params = dict[str, Any]
 F64 = jnp.float64
@@ -67,22 +67,9 @@ def forward(params: Params, act: str = "relu", dtype=jnp.float32) -> dict[str, j
 # ----------------------------------------------------------------------------- losses
 
 def ce_and_correct(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Per-example cross-entropy (float64) and correctness (bool).
-
-  With d_i = x_i − x_y and M = max(0, max_{i≠y} d_i):
-      ℓ = M + log1p(expm1(−M) + Σ_{i≠y} exp(d_i − M)),
-  which is log1p(Σ_{i≠y} exp(d_i)) when y is the top logit: exact to the rounding of the logits
-  even at ℓ ~ 1e-9 in float32, and free of overflow otherwise. The label is singled out by its
-  index, never by comparing values, so XLA may recompute the logits inside fusions with
-  different rounding without harm. Correct means x_y is strictly above every other logit.
-  """
-  is_y = jnp.arange(L_NxC.shape[-1]) == labels_N[:, None]
-  x_y = jnp.take_along_axis(L_NxC, labels_N[:, None], axis=-1)  # (a gather: cheaper than a
-  other = jnp.max(jnp.where(is_y, -jnp.inf, L_NxC), axis=-1, keepdims=True)  # masked sum)
-  M = jnp.maximum(other - x_y, 0.0)
-  rest = jnp.sum(jnp.where(is_y, 0.0, jnp.exp(L_NxC - x_y - M)), axis=-1, keepdims=True)
-  loss = M.astype(F64) + jnp.log1p(jnp.expm1(-M) + rest).astype(F64)
-  return loss[:, 0], (x_y > other)[:, 0]
+  """Per-example cross-entropy (float64) and correctness (bool): `losses.stable_ce_and_correct`
+  (the log1p form, exact at ℓ ~ 1e-9 in float32)."""
+  return losses.stable_ce_and_correct(L_NxC, labels_N, F64)
 
 
 def per_example_ce(L_NxC: jnp.ndarray, labels_N: jnp.ndarray) -> jnp.ndarray:

@@ -20,7 +20,7 @@ from grokjax import train
 from grokjax.config import Config, ConfigError
 
 # Per-run fields of sweep.json / metrics.jsonl that are not swept values.
-METRICS = ("train_loss", "test_loss", "train_acc", "test_acc")
+METRICS = ("train_loss", "test_loss", "train_acc", "test_acc", "train_collapsed")
 
 
 def grid(cfg: Config) -> list[dict[str, Any]]:

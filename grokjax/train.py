@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokjax import model
+from grokjax import losses, model
 from grokjax.config import Config
 from grokjax.optim import make_optimizer
 from grokjax.tasks import Batch, Task
@@ -65,18 +65,13 @@ def init_state(prog: Program, run: RunData) -> TrainState:
   return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
 
 
-def cross_entropy(logits_BxC: jax.Array, labels_B: jax.Array, dtype: str) -> jax.Array:
-  """Per-example CE with log-softmax in `dtype` (float64 is the paper's choice, SPEC §1.5)."""
-  logp = jax.nn.log_softmax(logits_BxC.astype(dtype), axis=-1)
-  return -jnp.take_along_axis(logp, labels_B[:, None], axis=-1)[:, 0]
-
-
 def per_target_nll(prog: Program, params: PyTree, batch: Batch,
                    dropout: model.Dropout = None) -> tuple[jax.Array, jax.Array]:
   """(B·P,) cross-entropies and (B·P, C) logits at the task's loss positions, flattened."""
   logits = model.logits_at(prog.cfg.model, params, batch.tokens, prog.task.loss_pos, dropout)
   logits = logits.reshape(-1, logits.shape[-1])
-  return cross_entropy(logits, batch.targets.reshape(-1), prog.cfg.train.loss_dtype), logits
+  return (losses.cross_entropy(logits, batch.targets.reshape(-1), prog.cfg.train.loss_dtype),
+          logits)
 
 
 def loss_fn(params: PyTree, prog: Program, batch: Batch, hyper: Hyper,
@@ -137,6 +132,9 @@ def evaluate(prog: Program, params: PyTree, run: RunData, shared: PyTree,
   out = {}
   out["train_loss"], out["train_acc"] = _split(nll, correct, train_w)
   out["test_loss"], out["test_acc"] = _split(nll, correct, test_w)
+  # Softmax collapse: training examples whose float32 softmax gives the label probability 1.
+  collapsed = losses.softmax_collapsed(logits, batch.targets.reshape(-1))
+  out["train_collapsed"] = _split(nll, collapsed, train_w)[1]
   groups = batch.groups.reshape(-1)
   for g, name in enumerate(prog.task.group_names):
     out[f"test_loss_{name}"], _ = _split(nll, correct, test_w * (groups == g))

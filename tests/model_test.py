@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import config, data, model, sweep, train
+from grokjax import config, data, losses, model, sweep, train
 
 
 def small_cfg(**kw):
@@ -56,7 +56,7 @@ class ModelTest(parameterized.TestCase):
     np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=2e-6 * float(jnp.abs(plain).max()))
 
     def loss(p, fn):
-      return train.cross_entropy(fn(p), labels, "float64").mean()
+      return losses.cross_entropy(fn(p), labels, "float64").mean()
     g_plain = jax.grad(loss)(params, lambda p: model.apply(cfg.model, p, tokens)[:, -1])
     g_fast = jax.grad(loss)(params, lambda p: model.last_logits(cfg.model, p, tokens))
     chex.assert_trees_all_close(g_fast, g_plain, rtol=1e-4, atol=1e-6)
