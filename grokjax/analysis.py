@@ -393,8 +393,10 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
     fin.update({k: r[k] for k in ("seed", "weight_decay", "frac_train", "split_seed")})
     fin.update(halted_at=prog.halted.get(i), trained_to=prog.trained, num_epochs=prog.total)
     results.write_json(_run_file(workdir, i, "_final.json"), fin)
-    if i in arrays:
-      np.savez(_run_file(workdir, i, "_final.npz"), **arrays[i])
+    if i in arrays:  # written whole (an interrupted write would leave a damaged npz)
+      path = _run_file(workdir, i, "_final.npz")
+      np.savez(path + ".tmp.npz", **arrays[i])
+      os.replace(path + ".tmp.npz", path)
     summary.append(dict(
         run=i, seed=r["seed"], weight_decay=r["weight_decay"], frac_train=r["frac_train"],
         split_seed=r["split_seed"], key_freqs=" ".join(map(str, fin["key_freqs"])),

@@ -187,6 +187,21 @@ def guard(main: Callable[[list[str]], Any], command: str | None = None,
   return wrapped
 
 
+def _exit_on_signals(cmd: str, resumable: bool) -> None:
+  """Outside the training loop (which stops at its next chunk boundary instead), SIGINT and
+  SIGTERM end the process at once with one line. os._exit: unwinding a KeyboardInterrupt out
+  of an XLA compile and tearing the interpreter down under live XLA threads segfaults; every
+  file grokjax writes is written whole (a temporary file renamed) or rewritten by a rerun."""
+  again = f"; resume with: {cmd}" if resumable else f"; rerun: {cmd}"
+
+  def handler(signum, frame):
+    _err(f"interrupted ({signal.Signals(signum).name}){again}")
+    os._exit(128 + signum)
+  if threading.current_thread() is threading.main_thread():
+    for s in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(s, handler)
+
+
 def run_app(main: Callable[[list[str]], Any],
             resolve_argv: Callable[[list[str]], list[str]] | None = None,
             resumable: bool = True) -> None:
@@ -194,6 +209,7 @@ def run_app(main: Callable[[list[str]], Any],
   from absl import app
   cmd = command_line(sys.argv)
   drop_closed_loop_noise()
+  _exit_on_signals(cmd, resumable)
   try:
     argv = resolve_argv(sys.argv) if resolve_argv else sys.argv
   except OSError as e:
