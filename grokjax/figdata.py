@@ -175,7 +175,8 @@ class Workdir:
     return int(m["epoch"].max()) if not m.empty else None
 
   def grok_table(self, thresh: float = paper.GROK_THRESH) -> pd.DataFrame:
-    """One row per run: the epochs at which train and test loss first fall below `thresh`,
+    """One row per run: its swept values, the epochs at which train and test loss first fall
+    below `thresh`,
     their ratio, the phase ("never", "grokking", "immediate"; see paper.GROK_RATIO), and the
     train-loss spikes after generalising (after memorising if the run never generalises)."""
     rows = []
@@ -188,24 +189,32 @@ class Workdir:
       m = self.run_metrics(i)
       spikes = [] if m.empty else phases.late_spikes(m["epoch"], m["train_loss"],
                                                      m["test_loss"], thresh)
-      rows.append(dict(run=i, seed=r["seed"], weight_decay=r["weight_decay"],
-                       frac_train=r["frac_train"], split_seed=r.get("split_seed", 0),
-                       memorized=tr, grokked=te, ratio=ratio, phase=phase,
-                       last_epoch=self.last_epoch(i), spikes=spikes))
+      row = dict(run=i, **{a: r[a] for a in AXIS_NAMES if a in r})  # every swept value
+      row.update(seed=r["seed"], weight_decay=r["weight_decay"],
+                 frac_train=r["frac_train"], split_seed=r.get("split_seed", 0),
+                 memorized=tr, grokked=te, ratio=ratio, phase=phase,
+                 last_epoch=self.last_epoch(i), spikes=spikes)
+      rows.append(row)
     return pd.DataFrame(rows)
 
   def phase_grid(self, thresh: float = paper.GROK_THRESH) -> pd.DataFrame:
-    """One row per (weight_decay, frac_train): runs, how many generalised, the mean grok epoch
-    and mean ratio over the runs that did (NaN when none did), and the cell's phase ("never"
-    when no run generalised, else by the mean ratio)."""
+    """One row per (weight_decay, frac_train): `grok_cells` over those two axes."""
+    return self.grok_cells(("weight_decay", "frac_train"), thresh)
+
+  def grok_cells(self, by: tuple[str, ...],
+                 thresh: float = paper.GROK_THRESH) -> pd.DataFrame:
+    """One row per combination of the swept values in `by` (the runs that share it, e.g.
+    seeds, are replicates): runs, how many generalised, the mean grok epoch and mean ratio over
+    the runs that did (NaN when none did), and the cell's phase ("never" when no run
+    generalised, else by the mean ratio)."""
     t = self.grok_table(thresh)
     rows = []
-    for (wd, frac), g in t.groupby(["weight_decay", "frac_train"]):
+    for key, g in t.groupby(list(by)):
       ok = g["grokked"].dropna()
       ratio = float(g["ratio"].mean()) if len(ok) else math.nan
       phase = ("never" if not len(ok) else
                "grokking" if ratio >= paper.GROK_RATIO else "immediate")
-      rows.append(dict(weight_decay=wd, frac_train=frac, n=len(g), n_grokked=len(ok),
+      rows.append(dict(zip(by, key), n=len(g), n_grokked=len(ok),
                        mean_grok=float(ok.mean()) if len(ok) else math.nan,
                        mean_ratio=ratio, phase=phase, last_epoch=int(g["last_epoch"].max())))
     return pd.DataFrame(rows)

@@ -700,23 +700,39 @@ def fig_phase_diagram(wd: Workdir, thresh: float = paper.GROK_THRESH) -> Figure:
   for a, z, txt, title, cmap in (
       (ax[0], grok, text1, f"epoch of test loss < {thresh:g} (mean over seeds)", "viridis"),
       (ax[1], ratio, text2, "delay: grok epoch / memorization epoch", "magma_r")):
-    finite = z[np.isfinite(z)]
-    norm = (mcolors.LogNorm(max(finite.min(), 1), max(finite.max(), finite.min() * 1.01, 2))
-            if len(finite) else None)
-    a.set_facecolor("0.85")
-    im = a.imshow(np.ma.masked_invalid(z), origin="lower", cmap=cmap, norm=norm, aspect="auto")
-    for (i, j), s in txt.items():
-      a.text(j, i, s, ha="center", va="center", fontsize=7,
-             color=_text_color(im.cmap(norm(z[i, j]))) if np.isfinite(z[i, j]) else "k")
-    a.set_xticks(range(len(fracs)), [f"{f:g}" for f in fracs])
-    a.set_yticks(range(len(wds)), [f"{w:g}" for w in wds])
-    a.set(xlabel="fraction of pairs used for training", ylabel="weight decay λ", title=title)
-    a.title.set_fontsize(10)
-    if norm is not None:
-      _plain_log_ticks(fig.colorbar(im, ax=a, shrink=0.85).ax.yaxis)
+    heat_cells(fig, a, z, txt, [f"{f:g}" for f in fracs], [f"{w:g}" for w in wds],
+               "fraction of pairs used for training", "weight decay λ", title, cmap)
   fig.suptitle(f"Grokking phase diagram (p={wd.p}; grey = never within the run; "
                f"grokking if delay ≥ ×{paper.GROK_RATIO:g})", fontsize=11)
   return fig
+
+
+def heat_cells(fig, a, z: np.ndarray, text: dict, xticks: list[str], yticks: list[str],
+               xlabel: str, ylabel: str, title: str, cmap: str, floor: float = 1.0,
+               center: float | None = None) -> None:
+  """A heatmap of `z` (rows = y values; NaN cells grey) with a text per cell ((i, j) -> str)
+  and a log colour scale over the finite values (from `floor` up at least; symmetric about
+  `center` when given, e.g. 1 for ratios) with a colorbar."""
+  finite = z[np.isfinite(z)]
+  if not len(finite):
+    norm = None
+  elif center is not None:
+    half = max(np.abs(np.log(finite / center)).max(), np.log(1.5))
+    norm = mcolors.LogNorm(center * np.exp(-half), center * np.exp(half))
+  else:
+    norm = mcolors.LogNorm(max(finite.min(), floor),
+                           max(finite.max(), finite.min() * 1.01, 2 * floor))
+  a.set_facecolor("0.85")
+  im = a.imshow(np.ma.masked_invalid(z), origin="lower", cmap=cmap, norm=norm, aspect="auto")
+  for (i, j), s in text.items():
+    a.text(j, i, s, ha="center", va="center", fontsize=7,
+           color=_text_color(im.cmap(norm(z[i, j]))) if np.isfinite(z[i, j]) else "k")
+  a.set_xticks(range(len(xticks)), xticks)
+  a.set_yticks(range(len(yticks)), yticks)
+  a.set(xlabel=xlabel, ylabel=ylabel, title=title)
+  a.title.set_fontsize(10)
+  if norm is not None:
+    _plain_log_ticks(fig.colorbar(im, ax=a, shrink=0.85).ax.yaxis)
 
 
 def _text_color(rgba) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from grokjax import paper, phases, plotting, plotting_tasks, report_tasks
+from grokjax import paper, phases, plotting, plotting_grokfast, plotting_tasks, report_tasks
 from grokjax.config import AXIS_NAMES, MODULAR_TASKS, SEQUENCE_TASKS
 from grokjax.figdata import Workdir
 
@@ -32,7 +32,7 @@ def figure_specs(wd: Workdir) -> tuple:
   """The figure families that fit the workdir's task (each figure may still skip itself)."""
   task = wd.config.get("task", "add")
   if is_modular(task):
-    return plotting.FIGURES
+    return plotting.FIGURES + plotting_grokfast.FIGURES
   regime = "finite" if wd.config.get("num_data", 0) > 0 else "infinite"
   return tuple(s for s in plotting_tasks.FIGURES if s.name.endswith(f"{task}_{regime}"))
 
