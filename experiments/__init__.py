@@ -1,0 +1,16 @@
+"""Command-line entry points (`python -m experiments.NAME`)."""
+import sys
+
+if sys.argv[:1] == ["-m"]:  # `python -m experiments.NAME`: runpy imports this package first
+  import os
+  import signal
+
+  def _interrupted_while_starting(signum, frame):
+    # Until grokjax.console takes over: a Ctrl-C during the imports would otherwise be lost
+    # inside jax's (the sweep then ran to its end) or turn into an ImportError traceback.
+    print(f"interrupted ({signal.Signals(signum).name}) while starting", file=sys.stderr,
+          flush=True)
+    os._exit(128 + signum)
+
+  signal.signal(signal.SIGINT, _interrupted_while_starting)
+  signal.signal(signal.SIGTERM, _interrupted_while_starting)
