@@ -113,8 +113,9 @@ class Checkpointer:
                      log: Callable[[str], None]) -> tuple[int, Any] | None:
     """The newest state checkpoint that restores, as (epoch, state); None when there is none.
 
-    One that fails is logged in one line and moved to checkpoints/damaged/ (so that the resumed
-    run can save that epoch again), and the previous one is tried. When every one fails, the
+    One that fails is logged in one line and the previous one is tried (the caller then moves
+    the failed ones aside with `set_aside_states_after`, so that the resumed run can save those
+    epochs again). When every one fails, the
     checkpoints are left in place and WorkdirError says so: that is what a state from other
     code or another config looks like, and nothing should be deleted for it."""
     steps = sorted(self.state.all_steps(), reverse=True)
@@ -129,12 +130,10 @@ class Checkpointer:
         nxt = next((s for s in steps if s < step), None)
         log(f"{self.workdir}: state checkpoint {step} cannot be restored ({_first_line(e)}); "
             + (f"trying {nxt}" if nxt is not None else "no older one"))
-    if len(failures) == len(steps):
-      raise WorkdirError(
-          f"--workdir: {self.workdir}: no state checkpoint can be restored (tried "
-          f"{', '.join(str(s) for s, _ in failures)}; first error: {_first_line(failures[0][1])})"
-          "; the checkpoints are left as they are")
-    return None  # unreachable
+    raise WorkdirError(
+        f"--workdir: {self.workdir}: no state checkpoint can be restored (tried "
+        f"{', '.join(str(s) for s, _ in failures)}; first error: {_first_line(failures[0][1])})"
+        "; the checkpoints are left as they are")
 
   def set_aside_states_after(self, epoch: int, log: Callable[[str], None]) -> None:
     """Moves state checkpoints newer than `epoch` (ones that failed to restore) to
