@@ -228,6 +228,9 @@ def fig_grokfast_progress(wd: Workdir, baseline: Workdir | None = None) -> Figur
   same init, each with its phase ends (vertical lines: memorization end dotted, circuit
   formation end dashed, cleanup end solid)."""
   _need_grokfast(wd)
+  if wd.config.get("task", "add") != "add":
+    raise Skip(f"the progress measures follow addition's Fourier circuit (task "
+               f"{wd.config.get('task')})")
   runs = _comparison_runs(wd, baseline)
   need = ("loss_train", "loss_test", "excluded_loss_train", "restricted_loss_all", "gini_W_L")
   curves = []

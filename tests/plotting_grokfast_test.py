@@ -118,6 +118,19 @@ def test_ma_sweep_curves_and_progress_but_no_heatmap(tmp_path):
     pg.fig_grokfast_heatmap(wd)
 
 
+def test_progress_measures_only_for_addition(tmp_path):
+  wd = make(str(tmp_path / "mul"), lambs=(0.0, 2.0), lrs=(1e-3,))
+  with open(os.path.join(wd.path, "config.json")) as f:
+    cfg = json.load(f)
+  cfg["task"] = "multiply"
+  with open(os.path.join(wd.path, "config.json"), "w") as f:
+    json.dump(cfg, f)
+  wd = figdata.Workdir(wd.path)
+  with pytest.raises(plotting.Skip, match="addition"):
+    pg.fig_grokfast_progress(wd)
+  assert pg.fig_grokfast_curves(wd).axes
+
+
 def test_registered_in_the_report(grid):
   names = [s.name for s in report.figure_specs(grid)]
   assert {"grokfast_curves", "grokfast_heatmap", "grokfast_progress"} <= set(names)
