@@ -28,19 +28,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, data, fourier, interop, measures, phases, results
+from grokjax import checkpoint, data, fourier, interop, measures, paper, phases, results
+from grokjax.config import AXIS_NAMES
 from grokjax.lock import WorkdirLock
 
-ANALYSIS = "analysis"
-REFERENCE_DIR = os.path.join(os.path.dirname(__file__), "reference_data")
+ANALYSIS = results.ANALYSIS
 CKPT_BATCH = 32     # checkpoints read from disk per step of the workdir loop
 VMAP_BATCH = 1      # checkpoints per vmapped call inside lax.map (memory ∝ p²·d_mlp each)
-GROK_THRESH = 1e-2  # summary.csv's grok_epoch: first logged epoch with test loss below this
+GROK_THRESH = paper.GROK_THRESH  # summary.csv's grok_epoch: first logged epoch with test loss below this
 
 
 def reference_path(name: str) -> str:
   """Path of a file shipped in grokjax/reference_data/."""
-  return os.path.join(REFERENCE_DIR, name)
+  return os.path.join(paper.REF_DIR, name)
 
 
 def _run_file(workdir: str, run: int, suffix: str) -> str:
@@ -292,9 +292,18 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
   labels = jnp.asarray(data.labels(cfg.task, p))
   masks = {r["run"]: jnp.asarray(data.train_mask(p, r["frac_train"], r["split_seed"]))
            for r in runs}
-  train_idx = {i: jnp.asarray(np.flatnonzero(np.asarray(m)), jnp.int32) for i, m in masks.items()}
 
-  # 1. Key frequencies (and the final evidence) from each run's final checkpoint.
+  finals, arrays = _final_evidence(workdir, runs, last, labels, masks, act)
+  _curves(workdir, runs, epochs, finals, labels, masks, act, log, ckpt_batch, vmap_batch,
+          detect_per_checkpoint)
+  _write_finals(workdir, runs, finals, arrays, metrics, prog)
+  return finals
+
+
+def _final_evidence(workdir: str, runs: list[dict], last: int, labels, masks: dict,
+                    act: str) -> tuple[dict[int, dict], dict[int, dict]]:
+  """Key frequencies and the final evidence of each run's final checkpoint (reused when the
+  run's final record is already that epoch's, at this analysis version)."""
   finals: dict[int, dict] = {}
   arrays: dict[int, dict] = {}
   stacked = None
@@ -311,7 +320,14 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
     ev = _evidence(jax.tree.map(lambda t: jnp.asarray(t[i]), stacked), labels, masks[i], act=act)
     finals[i], arrays[i] = final_record(ev), final_arrays(ev)
     finals[i].update(run=i, epoch=last)
-  # 2. Curves: the checkpoints each run's table lacks, in batches of epochs.
+  return finals, arrays
+
+
+def _curves(workdir: str, runs: list[dict], epochs: list[int], finals: dict, labels,
+            masks: dict, act: str, log: Callable[[str], None], ckpt_batch: int,
+            vmap_batch: int, detect_per_checkpoint: bool) -> None:
+  """The training-dynamics tables: the checkpoints each run's table lacks, in batches."""
+  train_idx = {i: jnp.asarray(np.flatnonzero(np.asarray(m)), jnp.int32) for i, m in masks.items()}
   rows: dict[int, list[dict]] = {}
   todo: dict[int, set[int]] = {}
   for r in runs:
@@ -379,7 +395,11 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
   reader.close()
   if not pending:
     log(f"analysis: all {len(epochs)} checkpoints of {len(runs)} runs already analysed")
-  # 3. Phases, final files, summary.
+
+
+def _write_finals(workdir: str, runs: list[dict], finals: dict, arrays: dict, metrics,
+                  prog) -> None:
+  """Phases and grokking facts into each run's final record; the final files; summary.csv."""
   summary = []
   for r in runs:
     i = r["run"]
@@ -390,7 +410,7 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
     m = metrics[metrics["run"] == i]
     fin["loss_spikes"] = phases.late_spikes(m["epoch"], m["train_loss"], m["test_loss"],
                                             GROK_THRESH)
-    fin.update({k: r[k] for k in ("seed", "weight_decay", "frac_train", "split_seed")})
+    fin.update({k: r[k] for k in AXIS_NAMES if k in r})
     fin.update(halted_at=prog.halted.get(i), trained_to=prog.trained, num_epochs=prog.total)
     results.write_json(_run_file(workdir, i, "_final.json"), fin)
     if i in arrays:  # written whole (an interrupted write would leave a damaged npz)
@@ -398,8 +418,8 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
       np.savez(path + ".tmp.npz", **arrays[i])
       os.replace(path + ".tmp.npz", path)
     summary.append(dict(
-        run=i, seed=r["seed"], weight_decay=r["weight_decay"], frac_train=r["frac_train"],
-        split_seed=r["split_seed"], key_freqs=" ".join(map(str, fin["key_freqs"])),
+        run=i, **{k: r[k] for k in AXIS_NAMES if k in r},
+        key_freqs=" ".join(map(str, fin["key_freqs"])),
         gini_W_E=fin["gini_W_E"], gini_W_L=fin["gini_W_L"], logit_fve=fin["logit_fve"],
         mlp_fve_mean=fin["mlp_fve_mean"], mlp_fve_std=fin["mlp_fve_std"],
         loss_test=fin["loss_test"], **fin["phases"], grok_epoch=fin["grok_epoch"],
@@ -415,7 +435,6 @@ def _analyze_workdir(workdir: str, log: Callable[[str], None], ckpt_batch: int,
   tmp = os.path.join(workdir, ANALYSIS, "summary.csv.tmp")
   df.to_csv(tmp, index=False)
   os.replace(tmp, os.path.join(workdir, ANALYSIS, "summary.csv"))
-  return finals
 
 
 def final_line(run: int, f: dict) -> str:

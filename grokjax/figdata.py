@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from grokjax import paper, phases
+from grokjax import paper, phases, results
 from grokjax.config import AXIS_NAMES
 
-ANALYSIS = "analysis"
+ANALYSIS = results.ANALYSIS
 
 
 class Workdir:

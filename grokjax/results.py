@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 from grokjax.config import Config, ConfigError
 
 CONFIG, SWEEP, METRICS = "config.json", "sweep.json", "metrics.jsonl"
+ANALYSIS = "analysis"  # the analysis step's folder in a workdir
 CHECKPOINTS = "checkpoints"
 _log = logging.getLogger("grokjax.results")
 

@@ -39,7 +39,8 @@ FINAL_KEYS = WEIGHTS_KEYS + ["run", "epoch", "W_E_fourier_norms", "W_L_fourier_n
                              "neuron_freq", "neuron_fve", "ablation_per_freq", "loss_all",
                              "table1_fve", "attention_fits", "phases", "mlp_fve_mean",
                              "mlp_fve_std"]
-SUMMARY_COLUMNS = ["run", "seed", "weight_decay", "frac_train", "split_seed", "key_freqs",
+SUMMARY_COLUMNS = ["run", "seed", "weight_decay", "frac_train", "split_seed", "lr", "dropout",
+                   "l1", "key_freqs",
                    "gini_W_E", "gini_W_L", "logit_fve", "mlp_fve_mean", "mlp_fve_std",
                    "loss_test", "memorization_end", "circuit_formation_end", "cleanup_end",
                    "grok_epoch"]
