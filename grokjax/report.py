@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from grokjax import paper, phases, plotting, plotting_grokfast, plotting_tasks, report_tasks
+from grokjax import figures, paper, phases, plotting, report_tasks
 from grokjax.config import AXIS_NAMES, MODULAR_TASKS, SEQUENCE_TASKS
 from grokjax.figdata import Workdir
 
@@ -28,21 +28,12 @@ log = logging.getLogger("grokjax.report")
 
 # --- figures ------------------------------------------------------------------------------------
 
-def figure_specs(wd: Workdir) -> tuple:
-  """The figure families that fit the workdir's task (each figure may still skip itself)."""
-  task = wd.config.get("task", "add")
-  if is_modular(task):
-    return plotting.FIGURES + plotting_grokfast.FIGURES
-  regime = "finite" if wd.config.get("num_data", 0) > 0 else "infinite"
-  return tuple(s for s in plotting_tasks.FIGURES if s.name.endswith(f"{task}_{regime}"))
-
-
 def render_figures(workdir: str, dpi: int = 110, specs=None,
                    echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """Saves every supported figure to WORKDIR/figures/NAME.png; returns and writes the manifest
   (one entry per figure: name, caption, file or the reason it was skipped)."""
   wd = Workdir(workdir)
-  specs = figure_specs(wd) if specs is None else specs
+  specs = figures.specs(wd) if specs is None else specs
   out = os.path.join(workdir, FIG_DIR)
   os.makedirs(out, exist_ok=True)
   manifest = []

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import synthetic_workdir
-from grokjax import figdata, paper, plotting
+from grokjax import figdata, figures, paper, plotting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +24,7 @@ def metrics_only(tmp_path_factory):
                                                 wds=(1.0,), analysis=False))
 
 
-@pytest.mark.parametrize("spec", plotting.FIGURES, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", figures.MODULAR, ids=lambda s: s.name)
 def test_every_figure_renders(full, spec, tmp_path):
   fig = spec.func(full)
   assert isinstance(fig, Figure) and fig.axes
@@ -35,7 +35,7 @@ def test_every_figure_renders(full, spec, tmp_path):
 
 def test_metrics_only_workdir_skips_analysis_figures(metrics_only):
   drawn, skipped = [], {}
-  for spec in plotting.FIGURES:
+  for spec in figures.MODULAR:
     try:
       spec.func(metrics_only)
       drawn.append(spec.name)

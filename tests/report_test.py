@@ -15,7 +15,7 @@ from grokjax import report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A few figures of each kind (metrics, final analysis, curves, sweep) keep the test fast;
 # plotting_test renders every figure.
-SPECS = tuple(s for s in report.plotting.FIGURES
+SPECS = tuple(s for s in report.figures.MODULAR
               if s.name in ("fig02_train_test", "fig03_fourier_norms", "fig07_progress_measures",
                             "phase_diagram"))
 
