@@ -7,6 +7,9 @@
       --out=FILE.json
       one JSON object with the final-checkpoint evidence of the authors' weights (PyTorch
       state-dict names; .npz, or .pth with torch installed); p is read from the shapes.
+  python -m experiments.analyze --workdir=DIR --llc
+      also the local learning coefficient of every checkpoint (flags: experiments/llc_flags.py).
+      A workdir of a non-modular task gets its per-checkpoint tables (and the LLC) only.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import json
 import sys
 
 from absl import app, flags
+
+from experiments import llc_flags  # --llc, --llc_every, ...: the local learning coefficient
 
 flags.DEFINE_string("workdir", None, "A sweep's workdir (config.json, checkpoints/).")
 flags.DEFINE_string("authors_weights", None, "A weights file in the authors' state-dict format.")
@@ -49,10 +54,16 @@ def main(argv):
       raise WorkdirError(f"--workdir: {wd} has no {CONFIG} (not a sweep's workdir; train one "
                          "with experiments.sweep)")
   from grokjax import analysis, interop, results
+  if FLAGS.workdir is not None and (task := llc_flags.not_modular(FLAGS.workdir)):
+    print(f"note: task {task}: the modular (Fourier) analysis does not apply; writing the "
+          "per-checkpoint tables" + (" and the LLC" if FLAGS.llc else ""))
+    llc_flags.run(FLAGS.workdir, tables_only=True)
+    return
   if FLAGS.workdir is not None:
     finals = analysis.analyze_workdir(FLAGS.workdir, ckpt_batch=FLAGS.ckpt_batch,
                                       vmap_batch=FLAGS.vmap_batch,
                                       detect_per_checkpoint=FLAGS.detect_per_checkpoint)
+    llc_flags.run(FLAGS.workdir)
     for i, f in sorted(finals.items()):
       print(analysis.final_line(i, f))
     prog = results.progress(FLAGS.workdir)

@@ -86,11 +86,13 @@ def main(argv):
   results.write_json(js, _jsonable(rec))
   for a, e in enumerate(rec["epsilon"]):
     cells = "  ".join(f"nβ {b:.0f}: {rec['llc_mean'][a, j]:8.3g} ± {rec['llc_std'][a, j]:.2g}"
+                      f" (L̄ {rec['mean_loss'][a, j]:.2g})"
                       + ("" if rec["healthy"][a, j] else " (!)")
                       for j, b in enumerate(rec["nbeta"]))
     print(f"ε {e:.1e}  {cells}")
-  print(f"run {rec['run']} epoch {rec['epoch']}: n {rec['n']}, L(w*) {rec['loss_init']:.4g}; "
-        f"(!) = unhealthy trace; {secs:.0f}s; wrote {png}, {js}")
+  print(f"run {rec['run']} epoch {rec['epoch']}: n {rec['n']}, L(w*) {rec['loss_init']:.4g}, "
+        f"chance {rec['chance_loss']:.3g}; L̄ = mean draw loss; (!) = unhealthy trace; "
+        f"{secs:.0f}s; wrote {png}, {js}")
 
 
 if __name__ == "__main__":

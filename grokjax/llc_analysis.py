@@ -30,9 +30,26 @@ after every batch of checkpoints. Changing any sampler setting or the seed recom
 checkpoint (λ̂ depends on ε, γ, nβ: compare checkpoints only at one setting).
 
 Defaults (`DEFAULT`), chosen with `experiments.llc_calibrate` on the quick run (p = 113, 40 % of
-pairs, n = 5107, nβ = n / log n = 598) at its memorised (epoch 200), circuit-forming (1000)
-and cleaned-up (4000) checkpoints; see the README section "The local learning coefficient":
-CALIBRATION_NOTE below.
+pairs, the mainline model: 226k parameters; n = 5107, nβ = n / log n = 598) at its memorised
+(epoch 200, train loss 0.024), circuit-forming (1000, 4e-6) and cleaned-up (4000, 1e-7)
+checkpoints, grids ε ∈ {1e-5, 3e-5, 1e-4} (and 3e-6 … 1e-3) × nβ ∈ n/log n × {¼, 1, 4}, γ ∈
+{100, 1e3, 1e4} (README, "The local learning coefficient"):
+  * γ = 1000: the posterior's width in a direction the loss ignores is 1/√γ = 0.03 per
+    parameter, a quarter to a half of the parameters' rms (0.13 at epoch 200, 0.065 at 4000). With llc.py's generic γ = 100 (0.1 per
+    parameter) the chains do not stay local: at the memorised checkpoint they climb to a mean
+    loss of 5.5 nats, worse than chance (4.7), and no ε both settles within 300 steps and stays
+    finite. With γ = 1e4 they stay local but every direction is flatter than γ/nβ, so λ̂ at
+    the grokked checkpoint is ≈ 1e-4, proportional to nβ: a curvature, not a count.
+  * ε = 3e-5: at γ = 1e3 and nβ = n/log n, ε = 1e-4 makes the memorised checkpoint's chains
+    oscillate (λ̂ 1380 instead of ≈ 500) and 4·nβ diverge; ε = 1e-5 needs > 200 steps to
+    settle. At 3e-5 every trace settles within ≈ 100 steps and λ̂ moves by 9–15 % from
+    ε = 1e-5 (517 / 67 / 0.38 at epochs 200 / 1000 / 4000).
+  * 150 burn-in steps, 200 draws, 4 chains (spread over chains: 1 % of λ̂ at epoch 200, 6 % at
+    1000, 18 % at 4000 where λ̂ ≈ 0.4 and the trace is a few spikes of single hard batches),
+    minibatches of 256, 8 baseline batches.
+A model of another size, task or data size needs its own check (`experiments.llc_calibrate`):
+keep the chains local (mean draw loss L̄ well below chance) and finite, settled after the
+burn-in, and λ̂ insensitive to ε.
 """
 from __future__ import annotations
 
@@ -55,9 +72,8 @@ ANALYSIS = "analysis"
 COLUMNS = ("llc", "llc_std", "llc_loss_init")
 TRACES = "_llc_traces.npz"
 CKPT_BATCH = 1      # checkpoints per call of the compiled program (measured: see README)
-DEFAULT = llc.LLCConfig(epsilon=1e-3, gamma=100.0, nbeta=None, num_chains=4, num_draws=400,
-                        num_burnin=100, thin=1, batch_size=256, num_baseline_batches=8)
-CALIBRATION_NOTE = "(filled in after calibration)"
+DEFAULT = llc.LLCConfig(epsilon=3e-5, gamma=1000.0, nbeta=None, num_chains=4, num_draws=200,
+                        num_burnin=150, thin=1, batch_size=256, num_baseline_batches=8)
 
 
 def _log_default(s: str) -> None:
@@ -356,8 +372,9 @@ def calibrate_workdir(workdir: str, run: int = 0, epoch: int | None = None,
   same randomness in every cell (and the same as `analyze_workdir` at that checkpoint).
   nbetas None: n/log n × (1/4, 1, 4). Returns numpy arrays: llc_mean, llc_std (E, B),
   llc_per_chain (E, B, C), loss_trace (E, B, C, burn-in + draws: the whole chain, the estimate
-  uses the draws after the burn-in), the trace_health fields (E, B), loss_init, epsilon, nbeta;
-  and run, epoch, n, default_nbeta, settings."""
+  uses the draws after the burn-in), the trace_health fields (E, B), mean_loss (E, B: the mean
+  draw loss L̄, to compare with L(w*) and with chance_loss = log(classes)), loss_init, epsilon,
+  nbeta; and run, epoch, n, default_nbeta, settings."""
   import dataclasses
   settings = settings or DEFAULT
   cfg = results.load_config(workdir)
@@ -388,7 +405,8 @@ def calibrate_workdir(workdir: str, run: int = 0, epoch: int | None = None,
   draws = out["loss_trace"][..., settings.num_burnin::settings.thin]
   per_chain = out["nbeta"][None, :, None] * (draws.mean(-1) - out["loss_init"])
   out.update(llc_per_chain=per_chain, llc_mean=per_chain.mean(-1),
-             llc_std=per_chain.std(-1, ddof=1 if settings.num_chains > 1 else 0))
+             llc_std=per_chain.std(-1, ddof=1 if settings.num_chains > 1 else 0),
+             mean_loss=draws.mean((-2, -1)), chance_loss=math.log(cfg.model.d_vocab_out))
   out.update(jax.tree.map(np.asarray, llc.trace_health(draws, np.broadcast_to(
       out["loss_init"], per_chain.shape[:2]))))
   out.update(run=run, epoch=int(epoch), n=n, settings=json.loads(settings_json(settings, seed)),

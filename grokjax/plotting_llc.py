@@ -173,7 +173,8 @@ def calibration_figure(rec: dict) -> Figure:
       flags = [] if ok else [n for n, v in (("nonfinite", rec["frac_nonfinite"][a, b] > 0),
                                              ("negative", rec["frac_negative"][a, b] > 0),
                                              ("drift", abs(rec["drift"][a, b]) >= 0.2)) if v]
-      ax.set_title(f"ε {eps[a]:.0e}, nβ {nbs[b]:.0f}: λ̂ {rec['llc_mean'][a, b]:.3g}"
+      lbar = f", L̄ {rec['mean_loss'][a, b]:.2g}" if "mean_loss" in rec else ""
+      ax.set_title(f"ε {eps[a]:.0e}, nβ {nbs[b]:.0f}: λ̂ {rec['llc_mean'][a, b]:.3g}{lbar}"
                    + ("" if ok else f"\n[{', '.join(flags)}]"),
                    fontsize=7, color="k" if ok else "C3")
       ax.tick_params(labelsize=6)
@@ -196,11 +197,17 @@ def calibration_figure(rec: dict) -> Figure:
     ax.plot(eps[~healthy], m[~healthy], "x", color="k", ms=8)
   ax.plot([], [], "x", color="k", label="unhealthy (trace_health)")
   ax.set_xscale("log")
+  means = np.abs(np.asarray(rec["llc_mean"], float))
+  means = means[np.isfinite(means) & (means > 0)]
+  if means.size and means.max() > 20 * means.min():   # an unstable cell would flatten the rest
+    ax.set_yscale("symlog", linthresh=max(float(means.min()), 1e-3))
   ax.set_xlabel("ε (SGLD step size)")
   ax.set_ylabel("λ̂ (mean ± sd over chains)")
   ax.legend(fontsize=7)
   s = rec["settings"]
-  ax.set_title(f"run {rec['run']}, epoch {rec['epoch']}: n {rec['n']}, L(w*) {base:.3g}\n"
+  chance = f" (chance {rec['chance_loss']:.3g})" if "chance_loss" in rec else ""
+  ax.set_title(f"run {rec['run']}, epoch {rec['epoch']}: n {rec['n']}, L(w*) {base:.3g}{chance}"
+               f"; L̄: mean draw loss\n"
                f"γ {s['gamma']:g}, {s['num_chains']} chains, {s['num_draws']} draws after "
                f"{burn} burn-in (grey), batch {s['batch_size']}", fontsize=8)
   return fig

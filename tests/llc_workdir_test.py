@@ -1,21 +1,27 @@
 """The LLC of every checkpoint of a workdir (grokjax/llc_analysis.py, experiments.analyze --llc).
 
-Two tiny trained workdirs shared by the module: modular addition (p = 23, two seeds: the run
-axis is vmapped; a hand-written stand-in for the modular analysis' table, to check the merge)
-and a finite skip trigram (a sequence task: no modular analysis, its table comes from
-metrics.jsonl). Tiny sampler settings: the numbers are not meaningful, the plumbing is.
+Two tiny workdirs shared by the module, written in the sweep's formats without training (a
+compile of the train step would double the test's time): modular addition (p = 23, two seeds:
+the run axis is vmapped; a hand-written stand-in for the modular analysis' table, to check the
+merge) and finite 5-digit addition (a sequence task with per-digit losses: no modular analysis,
+its table comes from metrics.jsonl). Checkpoints are independently initialised parameters.
+Tiny sampler settings: the numbers are not meaningful, the plumbing is (the estimator itself is
+checked against known answers in llc_test.py).
 """
+import collections
 import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import config, figdata, llc_analysis, plotting_llc, runner
+from grokjax import checkpoint, config, figdata, llc_analysis, model, plotting_llc, results
+from grokjax import runner, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dataclasses.replace(llc_analysis.DEFAULT, num_chains=2, num_draws=12, num_burnin=4,
@@ -24,7 +30,32 @@ CLI_TINY = ["--llc_chains=2", "--llc_draws=12", "--llc_burnin=4", "--llc_batch_s
             "--llc_epsilon=1e-4"]
 MODULAR_COLUMNS = ["epoch", "loss_train", "loss_test", "restricted_loss_all",
                    "excluded_loss_train", "excluded_loss_train_k3"]
+State = collections.namedtuple("State", "params")
 quiet = lambda s: None
+GROUPS = tuple(f"digit{j}" for j in range(6))
+
+
+def make_workdir(path, cfg, epochs, groups=()):
+  """config/sweep files, stacked parameter checkpoints at `epochs` and metrics rows at every
+  evaluated epoch (losses 1/(1 + epoch/100) + run/10, test twice that, per-group test losses)."""
+  runs = sweep.grid(cfg)
+  runner.prepare_workdir(cfg, path, runs, log=quiet)
+  init = jax.jit(model.init_params, static_argnums=0)
+  ckpt = checkpoint.Checkpointer(path)
+  for e in epochs:
+    params = [init(cfg.model, jax.random.key(100 * e + r["run"])) for r in runs]
+    ckpt.save(e, State(jax.tree.map(lambda *x: np.stack(x), *params)), params_only=True)
+  ckpt.wait()
+  ckpt.close()
+  rows = []
+  for e in range(0, epochs[-1] + 1, cfg.train.eval_every):
+    for r in runs:
+      loss = 1 / (1 + e / 100) + r["run"] / 10
+      rows.append(dict(run=r["run"], epoch=e, seed=r["seed"], train_loss=loss,
+                       test_loss=2 * loss, train_acc=0.5, test_acc=0.25, halted_at=-1,
+                       **{f"test_loss_{g}": 2 * loss + j for j, g in enumerate(groups)}))
+  results.append_metrics(path, rows)
+  return path
 
 
 def _csv(wd, run=0):
@@ -32,11 +63,33 @@ def _csv(wd, run=0):
 
 
 @pytest.fixture(scope="module")
-def modular(tmp_path_factory):
-  wd = str(tmp_path_factory.mktemp("modular") / "w")
+def sequence_started(tmp_path_factory):
+  """The sequence workdir and `experiments.analyze --llc` on it, started in the background: its
+  compile overlaps the modular tests' (XLA compiles on one core)."""
+  cfg = config.make_config(task="digit_addition", attn_only=True, d_model=16, num_heads=2,
+                           num_data=64, eval_size=64, num_epochs=100, checkpoint_every=50)
+  wd = make_workdir(str(tmp_path_factory.mktemp("sequence") / "w"), cfg, [0, 50, 100], GROUPS)
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.analyze", f"--workdir={wd}",
+                           "--llc", *CLI_TINY], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  yield wd, proc
+  if proc.poll() is None:
+    proc.kill()
+    proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def sequence(sequence_started):
+  wd, proc = sequence_started
+  out, err = proc.communicate(timeout=300)
+  return wd, proc.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def modular(tmp_path_factory, sequence_started):
   cfg = config.make_config(p=23, d_model=32, num_heads=4, d_mlp=64, num_epochs=200,
                            checkpoint_every=100, seed=(0, 1))
-  runner.run_sweep(cfg, wd, log=quiet)
+  wd = make_workdir(str(tmp_path_factory.mktemp("modular") / "w"), cfg, [0, 100, 200])
   os.makedirs(os.path.join(wd, "analysis"))
   for run in (0, 1):  # what the modular analysis writes, in miniature
     pd.DataFrame({c: [0.5, 0.4, 0.3] if c != "epoch" else [0, 100, 200]
@@ -44,18 +97,6 @@ def modular(tmp_path_factory):
         os.path.join(wd, "analysis", f"run_{run:04d}.csv"), index=False)
   out = llc_analysis.analyze_workdir(wd, TINY, log=quiet)
   return wd, out
-
-
-@pytest.fixture(scope="module")
-def sequence(tmp_path_factory):
-  wd = str(tmp_path_factory.mktemp("sequence") / "w")
-  cfg = config.make_config(task="skip_trigram", attn_only=True, d_model=16, num_heads=2,
-                           n_ctx=6, num_data=64, eval_size=64, num_epochs=100,
-                           checkpoint_every=50)
-  runner.run_sweep(cfg, wd, log=quiet)
-  proc = subprocess.run([sys.executable, "-m", "experiments.analyze", f"--workdir={wd}",
-                         "--llc", *CLI_TINY], cwd=ROOT, capture_output=True, text=True)
-  return wd, proc
 
 
 def test_modular_columns_merged_into_the_analysis_table(modular):
@@ -123,18 +164,31 @@ def test_every_kth_checkpoint(modular, tmp_path):
                                 _csv(wd).loc[lambda d: d["epoch"] != 100, "llc"])
 
 
+def test_calibration_grid_matches_the_workdir_estimate(modular):
+  wd, _ = modular
+  rec = llc_analysis.calibrate_workdir(wd, run=1, epoch=100, epsilons=(1e-4, 1e-3),
+                                       settings=TINY)
+  assert rec["llc_mean"].shape == (2, 3) and rec["loss_trace"].shape == (2, 3, 2, 16)
+  # Same key, same steps: the cell (ε 1e-4, nβ n/log n) is the workdir's estimate at epoch 100.
+  want = _csv(wd, 1).set_index("epoch").loc[100, "llc"]
+  np.testing.assert_allclose(rec["llc_mean"][0, 1], want, rtol=1e-5)
+  assert plotting_llc.calibration_figure(rec).axes
+
+
 def test_analyze_on_a_sequence_workdir(sequence):
-  wd, proc = sequence
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "modular (Fourier) analysis does not apply" in proc.stdout
+  wd, returncode, out, err = sequence
+  assert returncode == 0, err[-2000:]
+  assert "modular (Fourier) analysis does not apply" in out
+  assert "3 estimates computed, 0 reused" in out, out
   df = _csv(wd)
   assert list(df["epoch"]) == [0, 50, 100]
   for col in ("train_loss", "test_loss", "train_acc", "test_acc", "sum_sq_weights", "llc",
-              "llc_std", "llc_loss_init"):
+              "llc_std", "llc_loss_init") + tuple(f"test_loss_{g}" for g in GROUPS):
     assert df[col].notna().all(), col
   metrics = pd.read_json(os.path.join(wd, "metrics.jsonl"), lines=True).drop_duplicates(
       "epoch", keep="last").set_index("epoch")
-  np.testing.assert_allclose(df["test_loss"], metrics.loc[[0, 50, 100], "test_loss"], rtol=1e-9)
+  for col in ("test_loss", "test_loss_digit5"):
+    np.testing.assert_allclose(df[col], metrics.loc[[0, 50, 100], col], rtol=1e-9)
   assert llc_analysis.analyze_workdir(wd, TINY, log=quiet)["computed"] == 0
 
 
@@ -145,14 +199,3 @@ def test_figures(modular, sequence):
   assert plotting_llc.fig_llc_runs(figdata.Workdir(modular[0])).axes
   with pytest.raises(plotting_llc.Skip):
     plotting_llc.fig_llc_runs(figdata.Workdir(sequence[0]))
-
-
-def test_calibration_grid_matches_the_workdir_estimate(modular):
-  wd, _ = modular
-  rec = llc_analysis.calibrate_workdir(wd, run=1, epoch=100, epsilons=(1e-4, 1e-3),
-                                       settings=TINY)
-  assert rec["llc_mean"].shape == (2, 3) and rec["loss_trace"].shape == (2, 3, 2, 16)
-  # Same key, same steps: the cell (ε 1e-4, nβ n/log n) is the workdir's estimate at epoch 100.
-  want = _csv(wd, 1).set_index("epoch").loc[100, "llc"]
-  np.testing.assert_allclose(rec["llc_mean"][0, 1], want, rtol=1e-5)
-  assert plotting_llc.calibration_figure(rec).axes
