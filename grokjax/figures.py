@@ -8,6 +8,7 @@ when the workdir lacks what it needs.
 from __future__ import annotations
 
 from grokjax import plotting, plotting_fourier, plotting_grokfast, plotting_progress, plotting_tasks
+from grokjax import plotting_llc
 from grokjax.config import MODULAR_TASKS
 from grokjax.figdata import Workdir
 
@@ -54,6 +55,7 @@ def specs(wd: Workdir) -> tuple[plotting.FigureSpec, ...]:
   """The figures that fit the workdir's task (each may still skip itself)."""
   task = wd.config.get("task", "add")
   if task in MODULAR_TASKS:
-    return MODULAR + plotting_grokfast.FIGURES
+    return MODULAR + plotting_grokfast.FIGURES + plotting_llc.FIGURES
   regime = "finite" if wd.config.get("num_data", 0) > 0 else "infinite"
-  return tuple(s for s in plotting_tasks.FIGURES if s.name.endswith(f"{task}_{regime}"))
+  return (tuple(s for s in plotting_tasks.FIGURES if s.name.endswith(f"{task}_{regime}"))
+          + plotting_llc.FIGURES)

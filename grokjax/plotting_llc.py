@@ -61,11 +61,25 @@ def _label(wd: Workdir, run: int) -> str:
     return f"run {run}"
 
 
+def _llc_scale(ax, values) -> None:
+  """Log (symlog when some λ̂ ≤ 0) when λ̂ spans more than two decades: it falls by orders of
+  magnitude between a memorising and a grokked model."""
+  v = np.asarray(values, float)
+  v = v[np.isfinite(v)]
+  pos = v[v > 0]
+  if pos.size and pos.max() > 100 * pos.min():
+    if (v <= 0).any():
+      ax.set_yscale("symlog", linthresh=float(np.percentile(pos, 5)))
+    else:
+      ax.set_yscale("log")
+
+
 def _llc_axis(ax, c, tr: dict | None, color: str = "C3", label: str = "LLC") -> None:
   ok = c["llc"].notna()
   e, y, s = c["epoch"][ok], c["llc"][ok], c["llc_std"][ok].fillna(0)
   ax.plot(e, y, "o-", color=color, ms=2.5, lw=1.2, label=label)
-  ax.fill_between(e, y - s, y + s, color=color, alpha=0.25, lw=0)
+  lo = np.where(y - s > 0, y - s, y / 2) if (y > 0).all() else y - s   # stays on a log axis
+  ax.fill_between(e, lo, y + s, color=color, alpha=0.25, lw=0)
   if tr is not None and "healthy" in tr:
     bad = tr["epoch"][~tr["healthy"].astype(bool)]
     sel = c[c["epoch"].isin(bad) & ok]
@@ -110,6 +124,7 @@ def fig_llc(wd: Workdir, run: int | None = None) -> Figure:
   top.set_ylabel("loss")
   top.legend(fontsize=7, ncol=2)
   _llc_axis(bot, c, tr)
+  _llc_scale(bot, c["llc"])
   bot.set_xlabel("epoch")
   bot.set_ylabel("local learning coefficient λ̂")
   bot.legend(fontsize=7)
@@ -135,6 +150,7 @@ def fig_llc_runs(wd: Workdir) -> Figure:
   ax[0, 0].set(yscale="log", ylabel="test loss")
   ax[0, 0].legend(fontsize=6, ncol=2)
   ax[1, 0].set(xlabel="epoch", ylabel="LLC λ̂")
+  _llc_scale(ax[1, 0], np.concatenate([wd.curve(r)["llc"].to_numpy(float) for r in runs[:20]]))
   ax[0, 0].set_title(f"LLC of every run ({len(runs)} runs"
                      + (", the first 20 shown" if len(runs) > 20 else "") + ")", fontsize=10)
   return fig
