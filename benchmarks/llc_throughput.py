@@ -133,6 +133,8 @@ def main() -> None:
       ckpt_batch=args.ckpt_batch, llc_curve_s=round(total, 2),
       compile_and_first_batch_s=round(first_t - t0, 2),
       steady_s_per_checkpoint=round(steady, 3),
+      # every checkpoint of the workdir at this rate (the compile counted once)
+      llc_curve_every_checkpoint_est_s=round((first_t - t0) + (len(epochs) - 1) * steady, 1),
       ms_per_sgld_step=round(ms_sgld, 3), ms_per_train_step=round(ms_train, 3),
       sgld_over_train_step=round(ms_sgld / ms_train, 3), train_batch=n_train,
       sgld_over_train_per_example=(round(ms_sgld / s.batch_size / (ms_train / n_train), 2)

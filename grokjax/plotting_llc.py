@@ -61,28 +61,35 @@ def _label(wd: Workdir, run: int) -> str:
     return f"run {run}"
 
 
-def _llc_scale(ax, values) -> None:
-  """Log (symlog when some λ̂ ≤ 0) when λ̂ spans more than two decades: it falls by orders of
-  magnitude between a memorising and a grokked model."""
+def _wide(values) -> bool:
+  """Whether the positive λ̂ span more than two decades (it falls by orders of magnitude between
+  a memorising and a grokked model): then the axis is logarithmic."""
   v = np.asarray(values, float)
-  v = v[np.isfinite(v)]
-  pos = v[v > 0]
-  if pos.size and pos.max() > 100 * pos.min():
-    if (v <= 0).any():
-      ax.set_yscale("symlog", linthresh=float(np.percentile(pos, 5)))
-    else:
-      ax.set_yscale("log")
+  pos = v[np.isfinite(v) & (v > 0)]
+  return bool(pos.size) and pos.max() > 100 * pos.min()
 
 
-def _llc_axis(ax, c, tr: dict | None, color: str = "C3", label: str = "LLC") -> None:
+def _llc_axis(ax, c, tr: dict | None, color: str = "C3", label: str = "LLC",
+              log: bool = False) -> None:
   ok = c["llc"].notna()
   e, y, s = c["epoch"][ok], c["llc"][ok], c["llc_std"][ok].fillna(0)
-  ax.plot(e, y, "o-", color=color, ms=2.5, lw=1.2, label=label)
-  lo = np.where(y - s > 0, y - s, y / 2) if (y > 0).all() else y - s   # stays on a log axis
-  ax.fill_between(e, lo, y + s, color=color, alpha=0.25, lw=0)
+  if log:
+    ax.set_yscale("log")
+    pos = y > 0
+    ax.plot(e[pos], y[pos], "o-", color=color, ms=2.5, lw=1.2, label=label)
+    lo = np.where(y - s > 0, y - s, y / 2)
+    ax.fill_between(e[pos], lo[pos], (y + s)[pos], color=color, alpha=0.25, lw=0)
+    if (~pos).any():  # a log axis cannot show them: marked at its bottom, values in the legend
+      bottom = float(y[pos].min()) / 3
+      ax.plot(e[~pos], np.full((~pos).sum(), bottom), "v", color=color, ms=6,
+              label="λ̂ ≤ 0 (" + ", ".join(f"epoch {int(a)}: {b:.3g}"
+                                          for a, b in zip(e[~pos][:3], y[~pos][:3])) + ")")
+  else:
+    ax.plot(e, y, "o-", color=color, ms=2.5, lw=1.2, label=label)
+    ax.fill_between(e, y - s, y + s, color=color, alpha=0.25, lw=0)
   if tr is not None and "healthy" in tr:
     bad = tr["epoch"][~tr["healthy"].astype(bool)]
-    sel = c[c["epoch"].isin(bad) & ok]
+    sel = c[c["epoch"].isin(bad) & ok & ((c["llc"] > 0) | (not log))]
     if len(sel):
       ax.plot(sel["epoch"], sel["llc"], "x", color="k", ms=5,
               label="unhealthy trace (llc.trace_health)")
@@ -123,8 +130,7 @@ def fig_llc(wd: Workdir, run: int | None = None) -> Figure:
   top.set_yscale("log")
   top.set_ylabel("loss")
   top.legend(fontsize=7, ncol=2)
-  _llc_axis(bot, c, tr)
-  _llc_scale(bot, c["llc"])
+  _llc_axis(bot, c, tr, log=_wide(c["llc"]))
   bot.set_xlabel("epoch")
   bot.set_ylabel("local learning coefficient λ̂")
   bot.legend(fontsize=7)
@@ -142,15 +148,15 @@ def fig_llc_runs(wd: Workdir) -> Figure:
   if len(runs) < 2:
     raise Skip("fewer than two runs with an LLC")
   fig, ax = _fig(2, 1, w=7.5, h=3.2, sharex=True)
+  log = _wide(np.concatenate([wd.curve(r)["llc"].to_numpy(float) for r in runs[:20]]))
   for j, run in enumerate(runs[:20]):
     c = wd.curve(run)
     lab = _label(wd, run)
     ax[0, 0].plot(c["epoch"], c[_loss_columns(c)[1]], color=_color(j), lw=1.0, label=lab)
-    _llc_axis(ax[1, 0], c, None, color=_color(j), label=lab)
+    _llc_axis(ax[1, 0], c, None, color=_color(j), label=lab, log=log)
   ax[0, 0].set(yscale="log", ylabel="test loss")
   ax[0, 0].legend(fontsize=6, ncol=2)
   ax[1, 0].set(xlabel="epoch", ylabel="LLC λ̂")
-  _llc_scale(ax[1, 0], np.concatenate([wd.curve(r)["llc"].to_numpy(float) for r in runs[:20]]))
   ax[0, 0].set_title(f"LLC of every run ({len(runs)} runs"
                      + (", the first 20 shown" if len(runs) > 20 else "") + ")", fontsize=10)
   return fig
