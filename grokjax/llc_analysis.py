@@ -71,7 +71,10 @@ from grokjax.lock import WorkdirLock
 ANALYSIS = "analysis"
 COLUMNS = ("llc", "llc_std", "llc_loss_init")
 TRACES = "_llc_traces.npz"
-CKPT_BATCH = 1      # checkpoints per call of the compiled program (measured: see README)
+# Checkpoints per call of the compiled program. 1: on the 2-core CPU a vmapped pair of the quick
+# run's checkpoints took 12.2 s per checkpoint against 10.5 s one at a time, and compiled in 41 s
+# against 24 s (benchmarks/llc_throughput.py --limit=3 --ckpt_batch=1/2, loaded machine).
+CKPT_BATCH = 1
 DEFAULT = llc.LLCConfig(epsilon=3e-5, gamma=1000.0, nbeta=None, num_chains=4, num_draws=200,
                         num_burnin=150, thin=1, batch_size=256, num_baseline_batches=8)
 
