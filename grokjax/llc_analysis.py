@@ -162,6 +162,7 @@ def _write_table(path: str, columns: list[str], rows: dict[int, dict]) -> None:
   cols = list(columns)
   for r in rows.values():
     cols += [c for c in r if c not in cols]
+  cols = [c for c in cols if c not in COLUMNS] + [c for c in COLUMNS if c in cols]  # llc last
   df = pd.DataFrame([rows[e] for e in sorted(rows)], columns=cols)
   df["epoch"] = df["epoch"].astype(int)
   tmp = path + ".tmp"
@@ -278,20 +279,23 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
   chosen = chosen_epochs(epochs, every, cfg.train.checkpoint_every) if with_llc else []
   sjson = settings_json(settings, seed)
   traces, todo, reused = {}, {}, 0
+  dirty = {i for i in ids if base[i]}   # tables to rewrite before the LLC loop
   for i in ids:
     if not with_llc:
       todo[i] = set()
       continue
     traces[i] = _Traces(_file(workdir, i, TRACES), sjson, log)
     if traces[i].reset:
+      dirty.add(i)
       for r in tables[i].values():
         for c in COLUMNS:
           r.pop(c, None)
     want = {e for e in chosen if e in base[i] or (e in tables[i] and _missing(tables[i][e]))}
-    for e in sorted(want & set(traces[i].by_epoch)):
-      tables[i][e].update(row_values(traces[i].by_epoch[e]))
+    for e in sorted(want & set(traces[i].by_epoch)):   # kept in the npz: nothing to compute
+      tables[i].setdefault(e, {"epoch": e}).update(row_values(traces[i].by_epoch[e]))
       want.discard(e)
       reused += 1
+      dirty.add(i)
     todo[i] = want
   reader = checkpoint.ParamsReader(workdir)
 
@@ -315,10 +319,9 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
     params = read(e)
     if params is not None:
       add_base(e, params)
-  if reused or any(not modular or tables[i] for i in ids):
-    for i in ids:
-      if tables[i]:
-        _write_table(_file(workdir, i, ".csv"), cols[i], tables[i])
+  for i in sorted(dirty):
+    if tables[i]:
+      _write_table(_file(workdir, i, ".csv"), cols[i], tables[i])
   computed = 0
   if llc_epochs:
     run_data, shared = sweep.build_data(cfg, runs, len(runs))

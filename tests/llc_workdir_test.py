@@ -175,7 +175,7 @@ def test_calibration_grid_matches_the_workdir_estimate(modular):
   assert plotting_llc.calibration_figure(rec).axes
 
 
-def test_analyze_on_a_sequence_workdir(sequence):
+def test_analyze_on_a_sequence_workdir(sequence, tmp_path):
   wd, returncode, out, err = sequence
   assert returncode == 0, err[-2000:]
   assert "modular (Fourier) analysis does not apply" in out
@@ -190,6 +190,13 @@ def test_analyze_on_a_sequence_workdir(sequence):
   for col in ("test_loss", "test_loss_digit5"):
     np.testing.assert_allclose(df[col], metrics.loc[[0, 50, 100], col], rtol=1e-9)
   assert llc_analysis.analyze_workdir(wd, TINY, log=quiet)["computed"] == 0
+  # The table lost: rebuilt from metrics.jsonl and the checkpoints, λ̂ from the npz.
+  copy = str(tmp_path / "w")
+  shutil.copytree(wd, copy)
+  os.remove(os.path.join(copy, "analysis", "run_0000.csv"))
+  out = llc_analysis.analyze_workdir(copy, TINY, log=quiet)
+  assert (out["computed"], out["reused"]) == (0, 3)
+  pd.testing.assert_frame_equal(_csv(copy), df)
 
 
 def test_figures(modular, sequence):
