@@ -56,11 +56,12 @@ def load_into_torch(workdir: str, run_index: int = 0, state_epoch: int | None = 
   """(model, AdamW, split, epoch): run `run_index` of `workdir` at a state checkpoint (default
   the newest), in the authors' model and optimizer with grokjax's parameters, moments and step."""
   cfg = results.load_config(workdir)
-  if cfg.model.num_layers != 1 or not cfg.model.use_mlp or cfg.model.act != "relu" or (
-      cfg.model.dropout or cfg.train.l1 or cfg.train.loss_dtype != "float64"):
-    raise SystemExit("authors_continue: only the paper's one-layer ReLU model with float64 "
-                     "loss, no dropout and no L1 is supported")
   run = results.load_runs(workdir)[run_index]
+  if cfg.model.num_layers != 1 or not cfg.model.use_mlp or cfg.model.act != "relu" or (
+      run.get("dropout") or run.get("l1") or cfg.train.loss_dtype != "float64"
+      or cfg.train.grokfast != "none" or cfg.task not in ("add",)):
+    raise SystemExit("authors_continue: only the paper's one-layer ReLU model on addition with "
+                     "float64 loss, no dropout, L1 or Grokfast is supported")
   sw = sweep.Sweep(cfg)
   ckpt = checkpoint.Checkpointer(workdir)
   try:
@@ -87,7 +88,7 @@ def load_into_torch(workdir: str, run_index: int = 0, state_epoch: int | None = 
 
   model, exp_avg, exp_avg_sq = net(state.params), net(adam.mu), net(adam.nu)
   # Constant lr past the warm-up (the authors' LambdaLR is min(step/10, 1) = 1 there).
-  opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+  opt = torch.optim.AdamW(model.parameters(), lr=float(run["lr"]),
                           weight_decay=float(run["weight_decay"]),
                           betas=(cfg.train.b1, cfg.train.b2), eps=cfg.train.eps)
   m1, m2 = dict(exp_avg.named_parameters()), dict(exp_avg_sq.named_parameters())

@@ -89,15 +89,17 @@ def xla_flops(cfg: gconfig.Config) -> dict[str, float]:
   run_data, shared = sweep.build_data(cfg, runs, 1)
   run = jax.tree.map(lambda x: jnp.asarray(x[0]), run_data)
   shared = jax.tree.map(jnp.asarray, shared)
-  state = jax.eval_shape(lambda r: train.init_state(cfg, r), run)
+  prog = train.program(cfg)
+  state = jax.eval_shape(lambda r: train.init_state(prog, r), run)
 
   def flops(fn, *args) -> float:
     cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan")))
 
-  step = flops(lambda s, r, sh: train.train_step(cfg, s, r, sh), state, run, shared)
-  evaluation = flops(lambda s, r, sh: train.evaluate(cfg, s.params, r, sh), state, run, shared)
+  step = flops(lambda s, r, sh: train.train_step(prog, s, r, sh), state, run, shared)
+  evaluation = flops(lambda s, r, sh: train.evaluate(prog, s.params, r, sh, s.epoch), state, run,
+                     shared)
   return {"train_step": step, "evaluate": evaluation,
           "per_epoch": step + evaluation / cfg.train.eval_every}
 

@@ -107,7 +107,7 @@ class AuthorsLoopTest(absltest.TestCase):
     # The authors' loop on the same split, from the same parameters.
     opt, sched = authors_loop.make_optimizer(self.net)
     split = authors_loop.split_tensors(P, 0.3, 0)
-    self.assertEqual(len(split[0]), int(run.train_w.sum()))
+    self.assertEqual(len(split[0]), int(run.data["train_w"].sum()))
     theirs_train, theirs_test = authors_loop.train(self.net, opt, sched, STEPS, split)
 
     self.assertEqual(ours_train[0], ours_train[1])  # step 0 has lr 0: no parameter change
