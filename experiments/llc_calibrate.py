@@ -2,7 +2,7 @@
 temperatures nβ, vmapped in one compiled program with the same randomness in every cell.
 
   python -m experiments.llc_calibrate --workdir=D [--run=0] [--epoch=last]
-      [--epsilons=1e-4,3e-4,1e-3,3e-3] [--nbetas=...] [--gamma=100] [--chains=4]
+      [--epsilons=1e-5,3e-5,1e-4] [--nbetas=...] [--gamma=100] [--chains=4]
       [--draws=400] [--burnin=100] [--batch_size=256] [--seed=0]
 
 Writes D/figures/llc_calibration[_run{R}_epoch{E}].png (every cell's chains' per-step estimate
@@ -20,7 +20,7 @@ from absl import app, flags
 flags.DEFINE_string("workdir", None, "A trained sweep's workdir.")
 flags.DEFINE_integer("run", 0, "The run.")
 flags.DEFINE_string("epoch", "last", "The checkpoint epoch ('last': the newest).")
-flags.DEFINE_list("epsilons", ["1e-4", "3e-4", "1e-3", "3e-3"], "SGLD step sizes ε.")
+flags.DEFINE_list("epsilons", ["1e-5", "3e-5", "1e-4"], "SGLD step sizes ε.")
 flags.DEFINE_list("nbetas", [], "Inverse temperatures nβ (default: n/log n × 1/4, 1, 4).")
 flags.DEFINE_float("gamma", None, "Localisation γ (default: llc_analysis.DEFAULT's).")
 flags.DEFINE_integer("chains", None, "Chains per cell.")
@@ -59,7 +59,7 @@ def main(argv):
   import dataclasses
   import os
   import time
-  from grokjax import llc_analysis, plotting_llc, results
+  from grokjax import llc_analysis, llc_calibration, plotting_llc, results
   wd = FLAGS.workdir
   if not os.path.isdir(wd):
     raise results.WorkdirError(f"--workdir: {wd} does not exist")
@@ -71,7 +71,7 @@ def main(argv):
   eps = [float(x) for x in FLAGS.epsilons]
   nbetas = [float(x) for x in FLAGS.nbetas] or None
   t0 = time.time()
-  rec = llc_analysis.calibrate_workdir(wd, FLAGS.run, epoch, eps, nbetas, settings, FLAGS.seed)
+  rec = llc_calibration.calibrate_workdir(wd, FLAGS.run, epoch, eps, nbetas, settings, FLAGS.seed)
   secs = time.time() - t0
   rec["seconds"] = secs
   tag = "" if (FLAGS.run == 0 and FLAGS.epoch == "last") else \

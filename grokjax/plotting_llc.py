@@ -219,10 +219,14 @@ def calibration_figure(rec: dict) -> Figure:
     ax.plot(eps[~healthy], m[~healthy], "x", color="k", ms=8)
   ax.plot([], [], "x", color="k", label="unhealthy (trace_health)")
   ax.set_xscale("log")
-  means = np.abs(np.asarray(rec["llc_mean"], float))
-  means = means[np.isfinite(means) & (means > 0)]
-  if means.size and means.max() > 20 * means.min():   # an unstable cell would flatten the rest
-    ax.set_yscale("symlog", linthresh=max(float(means.min()), 1e-3))
+  means = np.asarray(rec["llc_mean"], float)
+  means = means[np.isfinite(means)]
+  pos = means[means > 0]
+  if pos.size and pos.max() > 20 * pos.min():   # an unstable cell would flatten the rest
+    if (means <= 0).any():
+      ax.set_yscale("symlog", linthresh=float(pos.min()))
+    else:
+      ax.set_yscale("log")
   ax.set_xlabel("ε (SGLD step size)")
   ax.set_ylabel("λ̂ (mean ± sd over chains)")
   ax.legend(fontsize=7)

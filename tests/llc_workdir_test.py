@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import checkpoint, config, figdata, llc_analysis, model, plotting_llc, results
+from grokjax import checkpoint, config, figdata, llc_analysis, llc_calibration, model
+from grokjax import plotting_llc, results
 from grokjax import runner, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,7 +167,7 @@ def test_every_kth_checkpoint(modular, tmp_path):
 
 def test_calibration_grid_matches_the_workdir_estimate(modular):
   wd, _ = modular
-  rec = llc_analysis.calibrate_workdir(wd, run=1, epoch=100, epsilons=(1e-4, 1e-3),
+  rec = llc_calibration.calibrate_workdir(wd, run=1, epoch=100, epsilons=(1e-4, 1e-3),
                                        settings=TINY)
   assert rec["llc_mean"].shape == (2, 3) and rec["loss_trace"].shape == (2, 3, 2, 16)
   # Same key, same steps: the cell (ε 1e-4, nβ n/log n) is the workdir's estimate at epoch 100.
