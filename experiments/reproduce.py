@@ -28,8 +28,14 @@ def _say(msg: str) -> None:
 
 def run_analysis(workdir: str) -> str:
   """Analyses the checkpoints not analysed yet (the analysis library is incremental)."""
-  from grokjax import analysis
-  finals = analysis.analyze_workdir(workdir, log=lambda s: _say("2/4 " + s))
+  from grokjax import analysis, llc_analysis, results, tasks
+  log = lambda s: _say("2/4 " + s)
+  if not tasks.is_modular(results.load_config(workdir).task):
+    # Sequence tasks: the per-checkpoint tables (losses, per-group losses, weight norms); the
+    # modular Fourier analysis does not apply. (`experiments.analyze --llc` adds the LLC.)
+    llc_analysis.analyze_workdir(workdir, with_llc=False, log=log)
+    return f"per-checkpoint tables of {len(results.load_runs(workdir))} runs"
+  finals = analysis.analyze_workdir(workdir, log=log)
   return f"{len(finals)} runs analysed"
 
 
