@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import synthetic_workdir
-from grokjax import figdata, plotting, plotting_grokfast as pg, report
+from grokjax import figdata, figures, plotting, plotting_grokfast as pg, report
 
 
 def G(lam, lr):
@@ -132,5 +132,5 @@ def test_progress_measures_only_for_addition(tmp_path):
 
 
 def test_registered_in_the_report(grid):
-  names = [s.name for s in report.figure_specs(grid)]
+  names = [s.name for s in figures.specs(grid)]
   assert {"grokfast_curves", "grokfast_heatmap", "grokfast_progress"} <= set(names)
