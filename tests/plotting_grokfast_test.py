@@ -8,7 +8,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import synthetic_workdir
-from grokjax import figdata, figures, plotting, plotting_grokfast as pg, report
+from grokjax import figdata, figures, plotting, plotting_grokfast as pg
 
 
 def G(lam, lr):
