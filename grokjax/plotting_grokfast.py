@@ -177,13 +177,16 @@ def fig_grokfast_heatmap(wd: Workdir, baseline: Workdir | None = None,
     text1, text2 = {}, {}
     for _, c in cells[np.isclose(cells["lr"], lr)].iterrows():
       i, j = alphas.index(c["grokfast_alpha"]), lambs.index(c["grokfast_lamb"])
+      runs = t[np.isclose(t["lr"], lr) & (t["alpha"] == c["grokfast_alpha"])
+               & (t["lamb"] == c["grokfast_lamb"])]
       if not np.isfinite(c["mean_grok"]):
         text1[i, j] = text2[i, j] = f"never\n(≤{c['last_epoch']:g})"
+        base = pd.to_numeric(runs[f"{vs}_grok"], errors="coerce").mean()
+        if np.isfinite(base):   # it would grok after the run's end: an upper bound
+          text2[i, j] = f"< ×{base / c['last_epoch']:.2f}\n({base:.0f})"
         continue
       grok[i, j] = c["mean_grok"]
       text1[i, j] = f"{c['mean_grok']:.0f}"
-      runs = t[np.isclose(t["lr"], lr) & (t["alpha"] == c["grokfast_alpha"])
-               & (t["lamb"] == c["grokfast_lamb"])]
       s = float(runs[f"speedup_{vs}_grok"].mean())
       if np.isfinite(s):
         speed[i, j] = s
