@@ -6,7 +6,7 @@ grokjax (jitted; compile time reported separately, excluded from the per-checkpo
     per-key-frequency excluded loss, the cos(w(a+b−c)) coefficients, Gini(W_E), Gini(W_L), the
     sums of squared weights; for one checkpoint, and for `--n` checkpoints mapped in one call
     (lax.map over vmapped batches of `--vmap_batch`), as `experiments.analyze` runs them;
-  * evidence — the full final-checkpoint evidence set (`measures.evidence`: the above plus key
+  * evidence — the full final-checkpoint evidence set (`evidence.evidence`: the above plus key
     frequencies by both rules, neuron FVEs and clusters, Table-1 and logit FVE, the W_L residual,
     the 56-frequency ablation, the block / projection / degree-2 ablations, attention fits,
     the 2D logit spectrum), for one checkpoint and for `--evidence_n` mapped checkpoints.
@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import analysis, data, interop, measures
+from grokjax import analysis, data, evidence, interop, measures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_env  # noqa: E402
@@ -117,8 +117,8 @@ def bench_grokjax(n: int, vmap_batch: int, evidence_n: int, repeats: int) -> dic
   best = min(out["dynamics_s_per_ckpt_1"], out[f"dynamics_s_per_ckpt_{n}_vmapped"])
   out["dynamics_400_ckpts_s"] = 400 * best
 
-  ev_one = jax.jit(lambda prm: measures.evidence(prm, labels, train))
-  ev_many = jax.jit(lambda s: jax.lax.map(lambda prm: measures.evidence(prm, labels, train), s,
+  ev_one = jax.jit(lambda prm: evidence.evidence(prm, labels, train))
+  ev_many = jax.jit(lambda s: jax.lax.map(lambda prm: evidence.evidence(prm, labels, train), s,
                                           batch_size=1))
   batch_e = jax.tree.map(lambda t: t[:evidence_n], stacked)
   out["compile_s"]["evidence_1"] = compile_seconds(ev_one, first)

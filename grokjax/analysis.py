@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
-import math
 import os
 import sys
 import time
@@ -28,7 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, data, fourier, interop, measures, paper, phases, results
+from grokjax import (checkpoint, data, evidence, fourier, interop, measures, paper, phases,
+                     results)
+from grokjax.evidence import (ANALYSIS_VERSION, FINAL_ARRAYS, final_arrays, final_record,
+                              freqs as _freqs)
 from grokjax.config import AXIS_NAMES
 from grokjax.lock import WorkdirLock
 
@@ -47,87 +49,9 @@ def _run_file(workdir: str, run: int, suffix: str) -> str:
   return os.path.join(workdir, ANALYSIS, f"run_{run:04d}{suffix}")
 
 
-def _freqs(mask) -> list[int]:
-  return [int(k) + 1 for k in np.flatnonzero(np.asarray(mask))]
-
-
-def _f(x) -> float | None:
-  x = float(x)
-  return x if math.isfinite(x) else None
-
-
 # ----------------------------------------------------------------------------- final evidence
 
-_evidence = jax.jit(measures.evidence, static_argnames=("act", "frac"))
-
-
-def final_record(ev: dict[str, Any]) -> dict[str, Any]:
-  """The JSON-able evidence of one checkpoint (numpy values of measures.evidence)."""
-  ev = jax.tree.map(np.asarray, ev)
-  key = _freqs(ev["key_K"])
-  t1 = ev["table1_fve_all"]
-  abl = ev["ablation_per_freq"]
-  rec: dict[str, Any] = {k: _f(ev[k]) for k in (
-      "loss_all", "loss_train", "loss_test", "acc_all", "acc_train", "acc_test",
-      "restricted_loss_all", "restricted_loss_train", "restricted_loss_test",
-      "restricted_acc_all", "restricted_acc_train", "restricted_acc_test",
-      "excluded_loss_all", "excluded_loss_train", "excluded_loss_test",
-      "excluded_acc_all", "excluded_acc_train", "excluded_acc_test",
-      "gini_W_E", "gini_W_L", "logit_fve", "table1_fve_mean", "W_L_residual_ratio",
-      "keep_3x3_blocks_loss_all", "keep_2x2_blocks_loss_all", "mlp_onto_key_loss_all",
-      "mlp_off_key_loss_all", "neuron_degree2_loss_all")}
-  rec.update(
-      key_freqs=key, key_freqs_neuron_rule=_freqs(ev["key_K_neuron"]),
-      key_freq_rule=(f"W_L spectrum dense (> {measures.KEY_MAX} frequencies above "
-                     f"{measures.KEY_FRAC} * max): the {measures.KEY_FALLBACK} largest"
-                     if bool(ev["W_L_dense"]) else
-                     f"W_L per-frequency norm > {measures.KEY_FRAC} * max"),
-      analysis_version=ANALYSIS_VERSION,
-      excluded_loss_train_per_freq={str(k): _f(abl[k - 1, 1]) for k in key},
-      cos_coeffs={str(k): _f(ev["cos_coeffs"][k - 1]) for k in key},
-      cos_coeffs_all=[_f(x) for x in ev["cos_coeffs"]],
-      table1_fve=[dict(k=k, kind=kind, fve=_f(t1[k - 1, j]))
-                  for k in key for j, kind in enumerate(("cos", "sin"))],
-      mlp_fve_mean=_f(ev["table1_fve_mean"]), mlp_fve_std=_f(ev["table1_fve_std"]),
-      sum_sq_weights=_f(ev["sum_sq_weights"]["total"]),
-      sum_sq_weights_by_param={k: _f(v) for k, v in ev["sum_sq_weights"].items()
-                               if k != "total"},
-      neuron_clusters={str(i + 1): int(c) for i, c in enumerate(ev["neuron_clusters"]) if c},
-      n_neurons_clustered=int(np.sum(ev["neuron_clusters"])),
-      n_dead_neurons=int(ev["n_dead_neurons"]),
-      W_E_fourier_norms=[_f(x) for x in ev["W_E_fourier_norms"]],
-      W_L_fourier_norms=[_f(x) for x in ev["W_L_fourier_norms"]],
-      W_L_per_freq_norms=[_f(x) for x in ev["W_L_per_freq_norms"]],
-      neuron_freq=[int(x) for x in ev["neuron_freq"]],
-      neuron_fve=[_f(x) for x in ev["neuron_fve"]],
-      ablation_per_freq={s: [_f(x) for x in abl[:, j]]
-                         for j, s in enumerate(("all", "train", "test"))},
-      attention_fits=[dict(head=h, freq=int(ev["attn_freq"][h]), fve=_f(ev["attn_fve"][h]),
-                           score_freq=int(ev["attn_score_freq"][h]),
-                           score_fve=_f(ev["attn_score_fve"][h]),
-                           score_cos=_f(ev["attn_score_cos"][h]),
-                           score_sin=_f(ev["attn_score_sin"][h]))
-                      for h in range(len(ev["attn_freq"]))])
-  return rec
-
-
-# Bumped when a final record's meaning changes (v2: key-frequency fallback for dense spectra);
-# a final record of another version is recomputed, and the curves with it if its key set moved.
-ANALYSIS_VERSION = 2
-FINAL_ARRAYS = ("attn_eq_to_a", "neuron_acts", "logits_fourier_norms_2d", "W_L_hat", "neuron_freq",
-                "attn_score_hat", "attn_ov_fourier_norms")
-
-
-def _has_final_arrays(path: str) -> bool:
-  """Whether a run's _final.npz holds every array this version writes (older analyses lack some)."""
-  if not os.path.exists(path):
-    return False
-  with np.load(path) as z:
-    return all(k in z.files for k in FINAL_ARRAYS)
-
-
-def final_arrays(ev: dict[str, Any]) -> dict[str, np.ndarray]:
-  return {k: np.asarray(ev[k]) for k in FINAL_ARRAYS}
+_evidence = jax.jit(evidence.evidence, static_argnames=("act", "frac"))
 
 
 def _true_float32(fn: Callable) -> Callable:
@@ -312,7 +236,7 @@ def _final_evidence(workdir: str, runs: list[dict], last: int, labels, masks: di
     old = _read_json(_run_file(workdir, i, "_final.json"))
     if (old is not None and old.get("epoch") == last
         and old.get("analysis_version") == ANALYSIS_VERSION
-        and _has_final_arrays(_run_file(workdir, i, "_final.npz"))):
+        and evidence.has_final_arrays(_run_file(workdir, i, "_final.npz"), old)):
       finals[i] = old
       continue
     if stacked is None:
@@ -426,7 +350,9 @@ def _write_finals(workdir: str, runs: list[dict], finals: dict, arrays: dict, me
         loss_spikes=" ".join(f"{e}:{x:.3g}" for e, x in fin["loss_spikes"]),
         restricted_loss_all=fin["restricted_loss_all"],
         excluded_loss_train=fin["excluded_loss_train"], epoch=fin["epoch"],
-        halted_at=fin["halted_at"]))
+        halted_at=fin["halted_at"],
+        skipped=f"{', '.join(fin['skipped']['measures'])} ({fin['skipped']['reason']})"
+        if fin.get("skipped") else ""))
   import pandas as pd
   df = pd.DataFrame(summary)
   for c in ("memorization_end", "circuit_formation_end", "cleanup_end", "grok_epoch",

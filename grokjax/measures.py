@@ -52,6 +52,12 @@ def _last_block(params: Params) -> Params:
   return params[f"blocks_{n - 1}"]
 
 
+def has_mlp(params: Params) -> bool:
+  """Whether the blocks have MLPs (static: read from the parameter names). An attention-only
+  model (`--attn_only`) has no neurons and no W_L: the measures built on them do not apply."""
+  return "W_out" in _last_block(params)
+
+
 def W_L(params: Params) -> jnp.ndarray:
   """Neuron-logit map W_L = W_U[:, :p]ᵀ W_out (p, d_mlp), logit axis first (SPEC §3.2)."""
   p = vocab_size(params)
@@ -102,24 +108,41 @@ def fourier_norms_W_L(params: Params) -> jnp.ndarray:
   return jnp.linalg.norm(fourier_W_L(params), axis=1)
 
 
-def _key_rule(params: Params, frac: float) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-  """Per-frequency norms of Ŵ_L (K,), those above frac · max (K,), and whether the spectrum is
-  dense (more than KEY_MAX above)."""
-  n = fourier.per_freq_norms(fourier_norms_W_L(params))
+def key_matrix(params: Params) -> str:
+  """The matrix whose Fourier spectrum gives the key frequencies: W_L (SPEC §3.4 rule 2), or
+  W_E (rule 3) for an attention-only model, which has no W_L."""
+  return "W_L" if has_mlp(params) else "W_E"
+
+
+def _key_rule(params: Params, frac: float, matrix: str | None = None
+              ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+  """Per-frequency norms (K,) of the key matrix's spectrum, those above frac · max (K,), and
+  whether the spectrum is dense (more than KEY_MAX above)."""
+  matrix = matrix or key_matrix(params)
+  norms = fourier_norms_W_L(params) if matrix == "W_L" else fourier_norms_W_E(params)
+  n = fourier.per_freq_norms(norms)
   above = n > frac * jnp.max(n)
   return n, above, jnp.sum(above) > KEY_MAX
 
 
+def _rule_mask(n: jnp.ndarray, above: jnp.ndarray, dense: jnp.ndarray) -> jnp.ndarray:
+  return jnp.where(dense, n >= jnp.sort(n)[-KEY_FALLBACK], above)
+
+
 def W_L_dense(params: Params, frac: float = KEY_FRAC) -> jnp.ndarray:
-  """() bool: more than KEY_MAX frequencies pass the W_L rule (no sparse Fourier spectrum)."""
+  """() bool: more than KEY_MAX frequencies pass the key rule (no sparse Fourier spectrum)."""
   return _key_rule(params, frac)[2]
 
 
 def key_freqs_W_L(params: Params, frac: float = KEY_FRAC) -> jnp.ndarray:
   """(K,) bool: per-frequency norms of Ŵ_L above frac · max (SPEC §3.4 rule 2); for a dense
   spectrum (W_L_dense) the KEY_FALLBACK largest."""
-  n, above, dense = _key_rule(params, frac)
-  return jnp.where(dense, n >= jnp.sort(n)[-KEY_FALLBACK], above)
+  return _rule_mask(*_key_rule(params, frac, "W_L"))
+
+
+def key_freqs(params: Params, frac: float = KEY_FRAC) -> jnp.ndarray:
+  """(K,) bool: the key frequencies by the rule of `key_matrix` (W_L; W_E without MLPs)."""
+  return _rule_mask(*_key_rule(params, frac))
 
 
 def gini(v: jnp.ndarray) -> jnp.ndarray:
@@ -246,37 +269,6 @@ def keep_blocks_loss(L_hat: jnp.ndarray, labels: jnp.ndarray, key_K: jnp.ndarray
   return jnp.mean(per_example_ce(fourier.inverse_2d(kept, p), labels))
 
 
-def mlp_projection_ablation(L: jnp.ndarray, mlp_logits: jnp.ndarray, params: Params,
-                            key_K: jnp.ndarray, labels: jnp.ndarray) -> dict[str, jnp.ndarray]:
-  """Loss (all inputs) with MLP activations projected onto span{u_k, v_k : k ∈ Key} ('onto')
-  or onto its orthogonal complement ('off') (SPEC §3.13).
-
-  With U the masked rows (u_k; v_k) of Ŵ_L, the projection is post·Uᵀ(UUᵀ)⁺U, and post·Uᵀ is
-  (mlp_logits·Fᵀ)[:, 1:] masked: no (p²×d_mlp)·(d_mlp×d_mlp) product is needed."""
-  w2 = jnp.repeat(jnp.asarray(key_K, F64), 2)
-  U = fourier_W_L(params)[1:] * w2[:, None]                                  # (2K, M)
-  R = jnp.linalg.pinv(U @ U.T, hermitian=True) @ (U @ W_L(params).astype(F64).T)  # (2K, p)
-  Z = fourier.transform_1d(mlp_logits.astype(F64), axis=1)[:, 1:] * w2      # post·Uᵀ
-  on = Z @ R                                                                 # logits of P·post
-  return dict(onto=jnp.mean(per_example_ce(L - mlp_logits + on, labels)),
-              off=jnp.mean(per_example_ce(L - on, labels)))
-
-
-def neuron_degree2_ablation(L: jnp.ndarray, post_hat: jnp.ndarray, fve_KxM: jnp.ndarray,
-                            params: Params, labels: jnp.ndarray,
-                            thresh: float = CLUSTER_FVE) -> jnp.ndarray:
-  """Loss (all inputs) with every neuron of FVE > thresh replaced by its single-frequency
-  degree-2 approximation (its mean + its 3×3 block), given the 2D transform post_hat (p, p, M)
-  of the activations (SPEC §3.13, §4.4)."""
-  p = vocab_size(params)
-  freq, fve, _ = best_freqs(fve_KxM)
-  comp_freq = jnp.asarray(np.concatenate([[0], np.repeat(np.arange(1, p // 2 + 1), 2)]))
-  inblk = (comp_freq[:, None] == 0) | (comp_freq[:, None] == freq[None, :])      # (p, M)
-  keep = (inblk[:, None, :] & inblk[None, :, :]) | (fve <= thresh)[None, None, :]
-  dropped = fourier.inverse_2d(jnp.where(keep, 0.0, post_hat).reshape(p * p, -1), p)
-  return jnp.mean(per_example_ce(L - dropped @ W_L(params).T.astype(dropped.dtype), labels))
-
-
 def attention_fits(params: Params, pattern_NxHx3: jnp.ndarray) -> dict[str, jnp.ndarray]:
   """Single-frequency fits per head (SPEC §3.14).
 
@@ -358,7 +350,8 @@ def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: j
   out["cos_coeff"] = (jnp.sum(coef[0::2] * F[2 * key_idx - 1], 1)
                       + jnp.sum(coef[1::2] * F[2 * key_idx], 1)).astype(F64) / np.sqrt(2.0)
   out["gini_W_E"] = gini(fourier_norms_W_E(params))
-  out["gini_W_L"] = gini(fourier_norms_W_L(params))
+  if has_mlp(params):  # attention-only: no W_L (the column is absent from the tables)
+    out["gini_W_L"] = gini(fourier_norms_W_L(params))
   out.update({f"sum_sq_{k}" if k != "total" else "sum_sq_weights": v
               for k, v in sum_sq_weights(params).items()})
   return out
@@ -366,66 +359,11 @@ def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: j
 
 def dynamics_detected(params: Params, labels: jnp.ndarray, train: jnp.ndarray,
                       act: str = "relu", frac: float = KEY_FRAC) -> dict[str, jnp.ndarray]:
-  """Restricted/excluded loss with the key set detected on this checkpoint (W_L rule), for
+  """Restricted/excluded loss with the key set detected on this checkpoint (`key_freqs`), for
   comparing against the fixed-key curves (the authors' Trainer recomputed them per call)."""
   p = vocab_size(params)
   L = forward(params, act)["logits"]
-  key = key_freqs_W_L(params, frac)
+  key = key_freqs(params, frac)
   r = split_means(per_example_ce(restricted_logits(L, key, p), labels), train)
   x = split_means(per_example_ce(excluded_logits(L, key, p), labels), train)
   return dict(key_K=key, restricted_loss_all=r["all"], excluded_loss_train=x["train"])
-
-
-def evidence(params: Params, labels: jnp.ndarray, train: jnp.ndarray, act: str = "relu",
-             frac: float = KEY_FRAC) -> dict[str, jnp.ndarray]:
-  """The full final-checkpoint evidence set. Key frequencies by the W_L rule (key_K)."""
-  p = vocab_size(params)
-  fw = forward(params, act)
-  L32, post = fw["logits"], fw["mlp_post"]
-  L = L32.astype(F64)
-  key = key_freqs_W_L(params, frac)
-  keyf = key.astype(F64)
-  e_norms, l_norms = fourier_norms_W_E(params), fourier_norms_W_L(params)
-  post_hat = fourier.transform_2d(post, p).reshape(p, p, -1)
-  fve_KxM = neuron_fve_from_hat(post_hat)
-  freq, fve, alive = best_freqs(fve_KxM)
-  onehot = freq[:, None] == jnp.arange(1, fourier.num_freqs(p) + 1)
-  out = dict(key_K=key, key_K_neuron=jnp.any(onehot & alive[:, None], axis=0),
-             W_L_dense=W_L_dense(params, frac),
-             W_E_fourier_norms=e_norms, W_L_fourier_norms=l_norms,
-             W_L_per_freq_norms=fourier.per_freq_norms(l_norms),
-             gini_W_E=gini(e_norms), gini_W_L=gini(l_norms),
-             neuron_freq=freq, neuron_fve=fve, n_dead_neurons=jnp.sum(~alive),
-             neuron_clusters=jnp.sum(onehot & (fve > CLUSTER_FVE)[:, None], axis=0),
-             W_L_residual_ratio=W_L_residual_ratio(params, key))
-  for name, logits in (("", L), ("restricted_", restricted_logits(L, keyf, p)),
-                       ("excluded_", excluded_logits(L, keyf, p))):
-    loss, ok = ce_and_correct(logits.astype(jnp.float32), labels)
-    m, a = split_means(loss, train), split_means(ok, train)
-    out.update({f"{name}loss_{s}": m[s] for s in m})
-    out.update({f"{name}acc_{s}": a[s] for s in a})
-  abl = ablation_per_freq(L32, labels, train, p)
-  out["ablation_per_freq"] = abl
-  out["excluded_loss_train_per_freq_all"] = abl[:, 1]
-  alpha = fourier.cos_abc_coeffs(L, p)
-  out["cos_coeffs"] = alpha
-  out["logit_fve"] = jnp.sum(keyf * alpha ** 2) / jnp.sum((L - jnp.mean(L)) ** 2)
-  t1 = table1_fve(fw["mlp_logits"])
-  out["table1_fve_all"] = t1
-  n2 = 2 * jnp.sum(keyf)
-  mean = jnp.sum(keyf[:, None] * t1) / n2
-  out["table1_fve_mean"] = mean
-  out["table1_fve_std"] = jnp.sqrt(jnp.sum(keyf[:, None] * (t1 - mean) ** 2) / n2)
-  L_hat = fourier.transform_2d(L, p)
-  out["keep_3x3_blocks_loss_all"] = keep_blocks_loss(L_hat, labels, keyf, p, "3x3")
-  out["keep_2x2_blocks_loss_all"] = keep_blocks_loss(L_hat, labels, keyf, p, "2x2")
-  proj = mlp_projection_ablation(L, fw["mlp_logits"], params, keyf, labels)
-  out["mlp_onto_key_loss_all"], out["mlp_off_key_loss_all"] = proj["onto"], proj["off"]
-  out["neuron_degree2_loss_all"] = neuron_degree2_ablation(L32, post_hat, fve_KxM, params, labels)
-  out.update({f"attn_{k}": v for k, v in attention_fits(params, fw["pattern"]).items()})
-  out["sum_sq_weights"] = sum_sq_weights(params)
-  out["attn_eq_to_a"] = fw["pattern"][:, :, 0].T.reshape(-1, p, p)
-  out["neuron_acts"] = post[:, :5].T.reshape(-1, p, p)
-  out["logits_fourier_norms_2d"] = jnp.linalg.norm(L_hat.reshape(p, p, p), axis=-1)
-  out["W_L_hat"] = fourier_W_L(params)
-  return out

@@ -191,10 +191,11 @@ def grid_forward(params: Params, act: str = "relu", dtype=jnp.float32) -> dict[s
   (position, token) and the query is always `=`, so scores, OV outputs, their images under W_in
   and W_U are small tables; the per-input work is the attention mix, the ReLU and post·W_Lᵀ
   (tested equal to `apply`): the fast path of the analysis, as `_last_logits_one_layer` is
-  training's. Deeper models fall back to the plain model.
+  training's. Deeper and attention-only models fall back to the plain model; an attention-only
+  model has no neurons, so it returns logits and pattern only.
   """
   params = jax.tree.map(lambda t: jnp.asarray(t, dtype), params)
-  if sum(1 for k in params if k.startswith("blocks_")) != 1:
+  if sum(1 for k in params if k.startswith("blocks_")) != 1 or "W_in" not in params["blocks_0"]:
     return _grid_forward_plain(params, act)
   p, blk = params["W_E"].shape[1] - 1, params["blocks_0"]
   H, E, D = blk["W_Q"].shape
@@ -239,10 +240,14 @@ def _grid_forward_plain(params: Params, act: str) -> dict[str, jnp.ndarray]:
   from grokjax import data  # the modular tasks' grid
   p, n = params["W_E"].shape[1] - 1, sum(1 for k in params if k.startswith("blocks_"))
   H, E, D = params["blocks_0"]["W_Q"].shape
+  last = params[f"blocks_{n - 1}"]
   cfg = ModelConfig(d_vocab=p + 1, d_vocab_out=params["W_U"].shape[1], n_ctx=3, d_model=D,
-                    num_heads=H, d_mlp=params["blocks_0"]["W_in"].shape[0], num_layers=n, act=act)
+                    num_heads=H, d_mlp=last["W_in"].shape[0] if "W_in" in last else 4 * D,
+                    num_layers=n, act=act, use_mlp="W_in" in last)
   logits, cache = apply_with_cache(cfg, params, jnp.asarray(data.all_tokens(p)))
+  pattern = cache["blocks_0"]["attn_pattern"][:, :, -1, :]
+  if not cfg.use_mlp:
+    return dict(logits=logits[:, -1, :p], pattern=pattern)
   post = cache[f"blocks_{n - 1}"]["mlp_post"][:, -1]
   W_L = params["W_U"][:, :p].T @ params[f"blocks_{n - 1}"]["W_out"]
-  return dict(logits=logits[:, -1, :p], mlp_post=post, mlp_logits=post @ W_L.T,
-              pattern=cache["blocks_0"]["attn_pattern"][:, :, -1, :])
+  return dict(logits=logits[:, -1, :p], mlp_post=post, mlp_logits=post @ W_L.T, pattern=pattern)

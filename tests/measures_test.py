@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import analysis, config, data, fourier, interop, measures, model
+from grokjax import analysis, config, data, evidence, fourier, interop, measures, model
 
 P = 13  # small model for the structural tests
 K = (P - 1) // 2
@@ -211,7 +211,7 @@ class JitVmapTest(parameterized.TestCase):
     self._check(lambda prm: measures.dynamics_detected(prm, self.y, self.train))
 
   def test_evidence(self):
-    self._check(lambda prm: measures.evidence(prm, self.y, self.train))
+    self._check(lambda prm: evidence.evidence(prm, self.y, self.train))
 
   def test_lax_map_batches_equal_vmap(self):
     key = jnp.array([2, 3])
