@@ -29,7 +29,7 @@ import numpy as np
 
 from grokjax import (checkpoint, data, evidence, fourier, interop, measures, paper, phases,
                      results)
-from grokjax.evidence import (ANALYSIS_VERSION, FINAL_ARRAYS, final_arrays, final_record,
+from grokjax.evidence import (ANALYSIS_VERSION, final_arrays, final_record,  # noqa: F401
                               freqs as _freqs)
 from grokjax.config import AXIS_NAMES
 from grokjax.lock import WorkdirLock

@@ -45,6 +45,9 @@ W_L_RESIDUAL = Number(0.0055, "SPEC §3.12, §4.1 [PAPER*] (\"under 0.55 %\"; no
 LATE_SPIKES = Number("none", "authors' float64 curves: mainline to 39 900 (SPEC §4.1 [NB-OUT]), "
                      "λ = 0.1 run to 107 790 (SPEC §5 [DATA]); App. D.2 ties slingshots to the "
                      "float32 loss (SPEC §1.5)")
+TABLE6 = Number({"mainline (App. A.1)": "loss 2.4e-7 → 9.12e-7 (zero) / 7.25e-7 (mean)",
+                 "dropout rows (Table 6, e.g.)": "0.215 (0.091), 99.7 % → 0.205 (0.075), 99.7 %"},
+                "SPEC §3.13 [PAPER*][PAPER] (loss on all p² pairs; Table 6's other rows lost)")
 GINI_NOTE = ("no mainline value in the paper (SPEC §8); Table 5 generalising models: "
              "W_E 0.55–0.80, W_L 0.71–0.91 (SPEC §3.8, §4.2 [PAPER])")
 

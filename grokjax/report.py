@@ -17,6 +17,10 @@ import numpy as np
 from grokjax import figures, paper, phases, plotting, report_tasks
 from grokjax.config import AXIS_NAMES, MODULAR_TASKS, SEQUENCE_TASKS
 from grokjax.figdata import Workdir
+from grokjax.report_tables import (  # noqa: F401 (the tables are part of this module's API)
+    fmt, grok_markdown, halted_runs, md_table, mlp_cell, pct, phase_grid_markdown, run_cell,
+    spikes_text, table1_markdown, table2_markdown, table3_markdown, table4_markdown,
+    table5_markdown, table6_markdown)
 
 
 def is_modular(task: str) -> bool:
@@ -56,177 +60,6 @@ def render_figures(workdir: str, dpi: int = 110, specs=None,
   with open(os.path.join(out, MANIFEST), "w") as f:
     json.dump(manifest, f, indent=1)
   return manifest
-
-
-# --- Markdown helpers ---------------------------------------------------------------------------
-
-def md_table(header: list[str], rows: list[list[Any]]) -> str:
-  esc = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
-  lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(map(esc, r)) + " |" for r in rows]
-  return "\n".join(lines)
-
-
-def fmt(x: Any, digits: int = 3) -> str:
-  """Readable numbers: epochs as integers with thin spaces, losses in scientific notation."""
-  if x is None or (isinstance(x, float) and not math.isfinite(x)):
-    return "—"
-  if isinstance(x, (list, tuple)):
-    return "{" + ", ".join(fmt(v, digits) for v in x) + "}"
-  x = float(x)
-  if x.is_integer() and abs(x) < 1e7 or 1e3 <= abs(x) < 1e7:
-    return f"{x:,.0f}".replace(",", " ")
-  if x == 0 or 1e-3 <= abs(x) < 1e3:
-    return f"{x:.{digits}g}"
-  return f"{x:.{digits - 1}e}"
-
-
-def pct(x: Any) -> str:
-  return "—" if x is None else f"{100 * float(x):.1f} %"
-
-
-# --- tables ---------------------------------------------------------------------------------------
-
-def table1_markdown(wd: Workdir, run: int | None = None) -> str:
-  """Table 1: FVE of u_kᵀMLP and v_kᵀMLP by one cos/sin(w_k(a+b)), with the paper's mainline."""
-  run = wd.main_run() if run is None else run
-  f = wd.final(run) if run is not None else None
-  if not f or not f.get("table1_fve"):
-    return "_Table 1 skipped: no analysed run with `table1_fve`._"
-  paper_rows = dict(zip([(k, t) for k in paper.KEY_FREQS.value for t in ("cos", "sin")],
-                        paper.TABLE1_FVE.value))
-  rows = [[r["k"], r["kind"], pct(r["fve"])] for r in f["table1_fve"]]
-  ours = md_table(["k", "component", "FVE (grokjax)"], rows)
-  ref = md_table(["k", "component", "FVE (paper)"],
-                 [[k, t, pct(v)] for (k, t), v in paper_rows.items()])
-  return (f"Run {run} ({wd.label(run)}), key frequencies {f.get('key_freqs')}:\n\n{ours}\n\n"
-          f"Paper, mainline model ({paper.TABLE1_FVE.source}); key frequencies depend on the "
-          f"initialisation, so rows match by position only:\n\n{ref}")
-
-
-def table2_markdown(wd: Workdir, run: int | None = None) -> str:
-  """Table 2: each head's attention `=`→a as one wave, and its score lookup C_h fitted by one
-  wave α cos(w_k t) + β sin(w_k t) (SPEC §3.14)."""
-  run = wd.main_run() if run is None else run
-  f = wd.final(run) if run is not None else None
-  if not f or not f.get("attention_fits"):
-    return "_Table 2 skipped: no analysed run with `attention_fits`._"
-  rows = [[a["head"], a["freq"], pct(a["fve"]), a.get("score_freq", "—"),
-           fmt(a.get("score_cos")), fmt(a.get("score_sin")), pct(a.get("score_fve"))]
-          for a in f["attention_fits"]]
-  ours = md_table(["head", "k (pattern)", "pattern FVE", "k (score C_h)", "α (cos)", "β (sin)",
-                   "score FVE"], rows)
-  ref = md_table(["head", "k", "FVE (paper)"],
-                 [[h, k, pct(v)] for h, k, v in paper.TABLE2_ATTENTION.value])
-  return (f"Run {run} ({wd.label(run)}):\n\n{ours}\n\nPaper, mainline model "
-          f"({paper.TABLE2_ATTENTION.source}); frequencies depend on the initialisation:\n\n{ref}")
-
-
-def _other_runs(wd: Workdir) -> list[int]:
-  """Analysed runs other than the main one (the paper's 'other seeds')."""
-  main = wd.main_run()
-  return [r for r in wd.analysed_runs() if r != main]
-
-
-def table3_markdown(wd: Workdir) -> str:
-  """Table 3: the Table-1 FVEs (u_kᵀMLP, v_kᵀMLP by one cos/sin(w_k(a+b))) of every other run."""
-  runs = [r for r in _other_runs(wd) if (wd.final(r) or {}).get("table1_fve")]
-  if not runs:
-    return "_Table 3 skipped: no analysed run besides the main one._"
-  rows = []
-  for run in runs:
-    by_k: dict[int, dict[str, float]] = {}
-    for e in wd.final(run)["table1_fve"]:
-      by_k.setdefault(e["k"], {})[e["kind"]] = e["fve"]
-    rows += [[run, wd.label(run), k, pct(v.get("cos")), pct(v.get("sin"))]
-             for k, v in sorted(by_k.items())]
-  return md_table(["run", "setting", "k", "FVE cos", "FVE sin"], rows)
-
-
-def table4_markdown(wd: Workdir) -> str:
-  """Table 4: test loss, with the key frequencies removed (excluded) and with only them kept
-  (restricted), per analysed run (SPEC §3.13; the paper's values were not recovered)."""
-  runs = wd.analysed_runs()
-  if not runs:
-    return "_Table 4 skipped: no analysed runs._"
-  halted = halted_runs(wd)
-  rows = [[run_cell(run, halted), wd.label(run), f.get("key_freqs"), fmt(f.get("loss_test")),
-           fmt(f.get("excluded_loss_test")), fmt(f.get("restricted_loss_test"))]
-          for run in runs for f in [wd.final(run)]]
-  return md_table(["run", "setting", "key freqs", "test loss", "key freqs removed",
-                   "only key freqs kept"], rows)
-
-
-def table5_markdown(wd: Workdir) -> str:
-  """Table 5 for every analysed run, with the paper's row for the same data fraction."""
-  runs = wd.analysed_runs()
-  if not runs:
-    return "_Table 5 skipped: no analysed runs._"
-  rows, halted = [], halted_runs(wd)
-  for run in runs:
-    f, r = wd.final(run), wd.run_info(run)
-    ref = ""
-    t5 = paper.TABLE5_FRAC.get(round(r["frac_train"], 3))
-    if t5 and wd.p == 113 and math.isclose(r["weight_decay"], 1.0):
-      ref = (f"Gini {t5[0]:.2f}/{t5[1]:.2f}, key {t5[2]}, logit FVE {pct(t5[3])}, "
-             f"MLP FVE {pct(t5[4])} [{100 * t5[5]:.1f}]")
-    mlp = (f"{pct(f.get('mlp_fve_mean'))} [{100 * f['mlp_fve_std']:.1f}]"
-           if f.get("mlp_fve_std") is not None else pct(f.get("mlp_fve_mean")))
-    rows.append([run_cell(run, halted), r["seed"], fmt(r["weight_decay"]),
-                 fmt(r["frac_train"]), fmt(f.get("loss_test")), fmt(f.get("gini_W_E"), 2),
-                 fmt(f.get("gini_W_L"), 2), f.get("key_freqs"), pct(f.get("logit_fve")), mlp, ref])
-  header = ["run", "seed", "λ", "frac", "test loss", "Gini(W_E)", "Gini(W_L)", "key freqs",
-            "logit FVE", "MLP FVE [sd]", f"paper, same fraction ({paper.TABLE5_SOURCE})"]
-  if not any(r[-1] for r in rows):  # no run has the paper's setting (p = 113, λ = 1)
-    header, rows = header[:-1], [r[:-1] for r in rows]
-  return md_table(header, rows)
-
-
-def spikes_text(spikes: list[tuple[int, float]], most: int = 4) -> str:
-  """'26 690 (0.016), 30 150 (0.21)' for [(epoch, peak train loss)]; '—' for none."""
-  if not spikes:
-    return "—"
-  text = ", ".join(f"{fmt(e)} ({fmt(x, 2)})" for e, x in spikes[:most])
-  return text + (f", +{len(spikes) - most} more" if len(spikes) > most else "")
-
-
-def grok_markdown(wd: Workdir) -> str:
-  """Per run: epochs of train and test loss < 1e-2, their ratio, the phase and late spikes."""
-  if wd.metrics is None:
-    return "_No metrics yet._"
-  t = wd.grok_table()
-  halted = halted_runs(wd)
-  rows = [[run_cell(r.run, halted), r.seed, fmt(r.weight_decay), fmt(r.frac_train),
-           fmt(r.memorized),
-           fmt(r.grokked) if r.grokked is not None and math.isfinite(r.grokked)
-           else f"never (≤ {fmt(r.last_epoch)})", f"{r.ratio:.1f}" if math.isfinite(r.ratio) else "—", r.phase,
-           spikes_text(r.spikes)]
-          for r in t.itertuples()]
-  return md_table(["run", "seed", "λ", "frac", "train loss < 1e-2", "test loss < 1e-2",
-                   "ratio", "phase", "train-loss spikes after that: epoch (peak)"], rows)
-
-
-def phase_grid_markdown(wd: Workdir) -> str:
-  """The phase diagram as a table: λ rows × data-fraction columns, mean grok epoch and phase."""
-  if wd.metrics is None:
-    return "_No metrics yet._"
-  g = wd.phase_grid()
-  fracs = sorted(g["frac_train"].unique())
-  rows = []
-  for wdv, sub in g.groupby("weight_decay"):
-    cells = {r["frac_train"]: r for _, r in sub.iterrows()}
-    row = [f"λ = {wdv:g}"]
-    for f in fracs:
-      r = cells.get(f)
-      if r is None:
-        row.append("")
-      elif not math.isfinite(r["mean_grok"]):
-        row.append(f"never (≤ {fmt(r['last_epoch'])})")
-      else:
-        part = "" if r["n_grokked"] == r["n"] else f", {r['n_grokked']}/{r['n']} runs"
-        row.append(f"{fmt(r['mean_grok'])} ({r['phase']}, ×{r['mean_ratio']:.1f}{part})")
-    rows.append(row)
-  return md_table(["weight decay"] + [f"frac {f:g}" for f in fracs], rows)
 
 
 # --- paper vs grokjax -----------------------------------------------------------------------------
@@ -297,19 +130,24 @@ def comparison_rows(wd: Workdir) -> list[list[str]]:
     add("Excluded loss (train)", fmt(paper.EXCLUDED_LOSS.value), paper.EXCLUDED_LOSS.source,
         fmt(f.get("excluded_loss_train")), note)
     add("Gini(W_E) / Gini(W_L)", "—", paper.GINI_NOTE,
-        f"{fmt(f.get('gini_W_E'), 2)} / {fmt(f.get('gini_W_L'), 2)}", note)
+        f"{fmt(f.get('gini_W_E'), 2)} / {mlp_cell(f, fmt(f.get('gini_W_L'), 2))}", note)
     add("Sum of squared weights", fmt(paper.SUM_SQ_WEIGHTS.value, 4), paper.SUM_SQ_WEIGHTS.source,
         fmt(f.get("sum_sq_weights"), 4), note)
     fve = f.get("neuron_fve")
     add("Neurons with single-frequency FVE > 0.85", pct(paper.NEURON_FVE_FRAC.value),
         paper.NEURON_FVE_FRAC.source,
-        pct(np.mean(np.asarray(fve, float) > 0.85)) if fve else "—", note)
+        mlp_cell(f, pct(np.mean(np.asarray(fve, float) > 0.85)) if fve else "—"), note)
     add("Table 1 FVE (mean over cos/sin rows)", pct(np.mean(paper.TABLE1_FVE.value)),
-        paper.TABLE1_FVE.source, pct(f.get("table1_fve_mean")), note)
+        paper.TABLE1_FVE.source, mlp_cell(f, pct(f.get("table1_fve_mean"))), note)
     add("Logit FVE by Σ α_k cos(w_k(a+b−c))", pct(paper.LOGIT_FVE.value), paper.LOGIT_FVE.source,
         pct(f.get("logit_fve")), note)
-    add("W_L residual outside key frequencies", "< 0.55 %", paper.W_L_RESIDUAL.source,
-        pct(f.get("W_L_residual_ratio")), note)
+    res = f.get("W_L_residual_ratio")
+    add("W_L residual outside key frequencies: squared-norm ratio ‖W_L − P W_L‖²/‖W_L‖² "
+        "(compared with the paper); norm ratio beside it", "< 0.55 %", paper.W_L_RESIDUAL.source,
+        mlp_cell(f, f"{pct(None if res is None else res ** 2)} squared; {pct(res)} norm"),
+        note + "; the paper's ratio is compared with the squared form: the authors' own λ = 0.1 "
+        "weights give 9.96 % as a norm ratio and ≈ 1 % squared (SPEC §3.12), and only the "
+        "squared form is of the paper's order (which one the paper meant is UNVERIFIED)")
   rows += _sweep_rows(wd)
   return rows
 
@@ -368,20 +206,6 @@ def _progress(wd: Workdir):
   return results.progress(wd.path)
 
 
-def halted_runs(wd: Workdir) -> dict[int, int]:
-  """{run: epoch of its first non-finite loss} for the runs that halted."""
-  from grokjax import results
-  if wd.metrics is None or "halted_at" not in wd.metrics:
-    return {}
-  return results.halted_runs(wd.metrics[["run", "halted_at"]].dropna().astype(int)
-                             .to_dict("records"))
-
-
-def run_cell(run: int, halted: dict[int, int]) -> str:
-  """A table's run column: the index, and the halt epoch of a halted run."""
-  return f"{run} (halted at {fmt(halted[run])})" if run in halted else str(run)
-
-
 def _status_lines(wd: Workdir) -> list[str]:
   """Report paragraphs for an unfinished sweep and for halted runs (empty when neither)."""
   out = []
@@ -390,6 +214,12 @@ def _status_lines(wd: Workdir) -> list[str]:
     text = prog.text()
     out += [f"**Unfinished.** {text[0].upper() + text[1:]}: the analysis and every final "
             f"value below are from epoch {fmt(prog.trained)}, not from the end of training.", ""]
+  skipped = [r for r in wd.analysed_runs() if (wd.final(r) or {}).get("skipped")]
+  if skipped:
+    sk = wd.final(skipped[0])["skipped"]
+    out += [f"**Measures skipped.** Run(s) {', '.join(map(str, skipped))}: {sk['reason']}: not "
+            f"computed: {', '.join(sk['measures'])}; their key frequencies come from W_E's "
+            "Fourier spectrum (SPEC §3.4 rule 3).", ""]
   for run, epoch in sorted(halted_runs(wd).items()):
     out += [f"**Halted run.** Run {run} ({wd.label(run)}) halted at epoch {fmt(epoch)}: its "
             "loss became non-finite, its parameters are frozen there and its numbers describe "
@@ -466,6 +296,9 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
             "### Table 4", "", "The paper's Table 4 values were not recovered (SPEC §8).", "",
             table4_markdown(wd), "",
             "### Table 5", "", table5_markdown(wd), "",
+            "### Table 6", "", "Final MLP skip connection zero- or mean-ablated in the logits "
+            "(the residual after attention replaced by 0 or by its mean over inputs; the MLP "
+            "still reads it); loss and accuracy on all p² pairs.", "", table6_markdown(wd), "",
             "### Grokking phase diagram", "",
             "Epoch at which test loss first falls below 1e-2 (mean over the runs of a cell that "
             "got there), the phase and the mean delay ratio (grok epoch / epoch of train loss "
