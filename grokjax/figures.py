@@ -2,13 +2,14 @@
 
 Each family is a module of figure functions (`plotting.py`: training curves and sweeps;
 `plotting_fourier.py`: the algorithm; `plotting_progress.py`: the progress measures;
-`plotting_tasks.py`, `plotting_grokfast.py`, `plotting_llc.py`); a figure raises `plotting.Skip`
-when the workdir lacks what it needs.
+`plotting_tasks.py`, `plotting_grokfast.py`, `plotting_llc.py`, `plotting_precision.py`); a figure
+raises `plotting.Skip` when the workdir lacks what it needs. Figures across several workdirs
+(a suite's width scan and precision study) are in `plotting_suite.py`.
 """
 from __future__ import annotations
 
 from grokjax import plotting, plotting_fourier, plotting_grokfast, plotting_progress, plotting_tasks
-from grokjax import plotting_llc
+from grokjax import plotting_llc, plotting_precision
 from grokjax.config import MODULAR_TASKS
 from grokjax.figdata import Workdir
 
@@ -55,7 +56,8 @@ def specs(wd: Workdir) -> tuple[plotting.FigureSpec, ...]:
   """The figures that fit the workdir's task (each may still skip itself)."""
   task = wd.config.get("task", "add")
   if task in MODULAR_TASKS:
-    return MODULAR + plotting_grokfast.FIGURES + plotting_llc.FIGURES
+    return (MODULAR + plotting_precision.FIGURES + plotting_grokfast.FIGURES
+            + plotting_llc.FIGURES)
   regime = "finite" if wd.config.get("num_data", 0) > 0 else "infinite"
   return (tuple(s for s in plotting_tasks.FIGURES if s.name.endswith(f"{task}_{regime}"))
           + plotting_llc.FIGURES)

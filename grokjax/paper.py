@@ -205,3 +205,24 @@ def task_curve(task: str, finite: bool) -> Curve | None:
 def digit_curves() -> np.ndarray:
   """(3000, 6) the authors' per-answer-digit loss of the infinite 5-digit run (Fig 29)."""
   return _load("5_digit_addition_infinite_per_token")[0]["per_token_loss"]
+
+
+def low_precision_curve() -> Curve:
+  """The authors' float32-loss run (App. D.2; frac 0.3, split seed 1, same init as their λ = 0.1
+  run): per-epoch train loss, test loss every 10 epochs (SPEC §5.1)."""
+  a, _ = _load("low_precision_mod_addition")
+  return Curve("authors (float32 loss, frac 0.3, split seed 1)", a["train_epochs"],
+               a["train_loss"], a["test_epochs"], a["test_loss"], "SPEC §5.1 [DATA]")
+
+
+def width_scan() -> dict[int, Curve]:
+  """d_model -> the authors' no-weight-decay width-scan run (3 000 epochs, per-epoch losses;
+  frac and seed not stored; not in the paper, SPEC §2, §5.1)."""
+  a, meta = _load("no_wd_width_scan")
+  out = {}
+  for r in meta["runs"]:
+    d = int(r["d_model"])
+    e = np.arange(len(a[f"train_loss_d{d}"]))
+    out[d] = Curve(f"authors (d_model={d}, λ=0)", e, a[f"train_loss_d{d}"], e,
+                   a[f"test_loss_d{d}"], "SPEC §5.1 [DATA]")
+  return out
