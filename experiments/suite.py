@@ -1,0 +1,70 @@
+"""Runs a suite: every sweep behind the paper's figures and tables, one after another.
+
+  python -m experiments.suite --suite=paper_cpu --root=runs/paper_cpu [--dry_run]
+
+A bare suite name is looked up in experiments/suites/ (NAME.suite). Prints the plan (sweeps,
+runs, epochs, estimated time) before training; finished sweeps are skipped and unfinished ones
+resumed, so rerunning the same command continues an interrupted suite. Each sweep runs as
+`python -m experiments.reproduce ARGS --workdir=ROOT/NAME`; at the end ROOT/suite_report.md
+links every figure of every workdir (format and estimate: grokjax/suite.py).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+from experiments import sweep as sweep_cli  # defines the sweep flags parsed for the plan
+
+flags.DEFINE_string("suite", None, "A suite file, or the name of one in experiments/suites/.")
+flags.DEFINE_string("root", None, "Directory of the suite's workdirs (ROOT/NAME per sweep).")
+flags.DEFINE_bool("dry_run", False, "Print the plan and stop.")
+FLAGS = flags.FLAGS
+SUITES_DIR = os.path.join(os.path.dirname(__file__), "suites")
+
+
+def suite_path(name: str) -> str:
+  for path in (name, os.path.join(SUITES_DIR, name), os.path.join(SUITES_DIR, name + ".suite")):
+    if os.path.isfile(path):
+      return path
+  sys.exit(f"error: --suite: {name} not found (nor in {SUITES_DIR}); shipped: "
+           + ", ".join(sorted(os.listdir(SUITES_DIR))))
+
+
+def config_of(sweep):
+  """The validated Config of a sweep's arguments, parsed as `experiments.sweep` would."""
+  from grokjax.config import ConfigError
+  argv = sweep_cli.resolve_flagfiles(["suite", *sweep.args, "--workdir=plan"])
+  FLAGS.unparse_flags()
+  try:
+    FLAGS(argv)
+    return sweep_cli.config_from_flags()
+  except (flags.Error, ConfigError) as e:
+    sys.exit(f"error: sweep {sweep.name}: {e}")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.suite or not FLAGS.root:
+    raise app.UsageError("give --suite and --root")
+  from grokjax import suite as suite_lib
+  path, root, dry = suite_path(FLAGS.suite), FLAGS.root, FLAGS.dry_run
+  try:
+    suite = suite_lib.parse(path)
+  except suite_lib.SuiteError as e:
+    sys.exit(f"error: {e}")
+  steps = suite_lib.plan(suite, root, config_of)   # reparses the flags: read ours first
+  print(suite_lib.plan_text(suite, steps), flush=True)
+  if dry:
+    return 0
+  try:
+    suite_lib.run(suite, root, steps, log=lambda s: print(f"[suite] {s}", flush=True))
+  except suite_lib.SuiteError as e:
+    sys.exit(f"error: {e}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

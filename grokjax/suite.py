@@ -1,0 +1,283 @@
+"""A suite: named sweeps trained, analysed and reported one after another, then one page that
+links every figure of every workdir plus figures across workdirs (`plotting_suite`).
+
+Suite file (`experiments/suites/*.suite`), one entry per line, `#` starts a comment line:
+
+  sweep NAME ARG...          a sweep: `experiments.reproduce` arguments (a --flagfile and/or
+                             flags; flags after the flagfile override it), trained in ROOT/NAME
+  figure KIND NAME NAME...   a figure across those sweeps' workdirs (KIND: plotting_suite's
+                             SUITE_FIGURES, e.g. width_scan, loss_precision)
+
+Running a suite (experiments/suite.py) prints the plan first (sweeps, runs, epochs and an
+estimated time), then runs `python -m experiments.reproduce ARG... --workdir=ROOT/NAME` for each
+sweep that is not finished, in a subprocess (a crash of one sweep stops the suite with its
+command; rerunning resumes it). A finished sweep (its metrics reach the planned num_epochs, its
+analysis and report exist) is skipped; an unfinished one is resumed by the same command. At the
+end ROOT/suite_report.md links every workdir's report and figures and the suite's own figures
+(ROOT/figures/).
+
+The time estimate (`estimate_s`) is a documented model, not a measurement: per sweep,
+  epochs × (STEP_OVERHEAD_S + runs × MODEL_EPOCH_S × work / MAINLINE_WORK) + per-sweep overhead
+  + analysis, with `work` a count of multiply-adds per epoch (training rows × 3 for the backward,
+  evaluation rows × 1). MODEL_EPOCH_S is calibrated on this project's 2-core CPU (one mainline
+  run 31 ms per epoch, 16 vmapped runs 34 ms per model-epoch: benchmarks/RESULTS.md); expect it
+  to be within a factor ≈ 1.5 for the paper's model shapes on a similar CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+from grokjax import results
+
+REPORT = "suite_report.md"
+FIG_DIR = "figures"
+
+STEP_OVERHEAD_S = 0.009   # per epoch, independent of size (≈ 190 small operations per step)
+MODEL_EPOCH_S = 0.031     # one mainline model-epoch's work (p = 113, frac 0.3, d_model 128)
+SWEEP_OVERHEAD_S = 90.0   # start-up, compiles of the sweep and the analysis, figures, report
+ANALYSIS_CKPT_S = 0.024   # per checkpoint and run at the mainline size (9.5 s / 400 checkpoints)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  name: str
+  args: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  path: str
+  sweeps: tuple[Sweep, ...]
+  figures: tuple[tuple[str, tuple[str, ...]], ...]   # (kind, sweep names)
+
+  def sweep(self, name: str) -> Sweep:
+    return next(s for s in self.sweeps if s.name == name)
+
+
+class SuiteError(ValueError):
+  """A suite file that cannot be run; the message names the file and line."""
+
+
+def parse(path: str) -> Suite:
+  """Reads a suite file (see the module docstring); raises SuiteError naming the line."""
+  from grokjax.plotting_suite import SUITE_FIGURES
+  sweeps: list[Sweep] = []
+  figures: list[tuple[str, tuple[str, ...]]] = []
+  with open(path) as f:
+    for n, raw in enumerate(f, 1):
+      line = raw.strip()
+      if not line or line.startswith("#"):
+        continue
+      where = f"{path}:{n}"
+      words = shlex.split(line)
+      if words[0] == "sweep" and len(words) >= 3:
+        name = words[1]
+        if not name.replace("_", "").replace("-", "").isalnum():
+          raise SuiteError(f"{where}: sweep name {name!r}: letters, digits, '_' and '-' only")
+        if any(s.name == name for s in sweeps):
+          raise SuiteError(f"{where}: sweep {name!r} defined twice")
+        if any(a.startswith("--workdir") for a in words[2:]):
+          raise SuiteError(f"{where}: --workdir is set by the suite (ROOT/{name})")
+        sweeps.append(Sweep(name, tuple(words[2:])))
+      elif words[0] == "figure" and len(words) >= 3:
+        if words[1] not in SUITE_FIGURES:
+          raise SuiteError(f"{where}: figure kind {words[1]!r}; known: "
+                           + ", ".join(sorted(SUITE_FIGURES)))
+        figures.append((words[1], tuple(words[2:])))
+      else:
+        raise SuiteError(f"{where}: expected 'sweep NAME ARG...' or 'figure KIND NAME...', got "
+                         f"{line!r}")
+  names = {s.name for s in sweeps}
+  for kind, members in figures:
+    unknown = [m for m in members if m not in names]
+    if unknown:
+      raise SuiteError(f"{path}: figure {kind}: unknown sweep(s) {', '.join(unknown)}")
+  if not sweeps:
+    raise SuiteError(f"{path}: no sweeps")
+  return Suite(path, tuple(sweeps), tuple(figures))
+
+
+# --- the plan --------------------------------------------------------------------------------------
+
+def _work_per_epoch(cfg) -> float:
+  """Multiply-adds per epoch of one run (see the module docstring)."""
+  m, t = cfg.model, cfg.train
+  d, f = m.d_model, m.d_mlp if m.use_mlp else 0
+  block = 4 * d * d + 2 * d * f + 2 * m.n_ctx * d          # QKVO, MLP, attention mixing
+  if cfg.task in _modular_tasks():
+    p = cfg.p
+    train_rows = max(int(fr * p * p) for fr in cfg.sweep.frac_train)
+    eval_rows = p * p / t.eval_every
+  else:
+    train_rows = cfg.num_data or cfg.batch_size
+    eval_rows = cfg.eval_size / t.eval_every
+  one_position = m.num_layers == 1 and m.use_mlp and cfg.task in _modular_tasks()
+  per_row = (2 * d * f + d * m.d_vocab_out if one_position          # the one-layer fast path
+             else m.n_ctx * (m.num_layers * block + d * m.d_vocab_out))
+  return (3 * train_rows + eval_rows) * per_row
+
+
+def _modular_tasks() -> tuple[str, ...]:
+  from grokjax.config import MODULAR_TASKS
+  return tuple(MODULAR_TASKS)
+
+
+def _mainline_work() -> float:
+  from grokjax.config import make_config
+  return _work_per_epoch(make_config())
+
+
+def estimate_s(cfg) -> float:
+  """Estimated seconds to train, analyse and report one sweep on the reference CPU."""
+  runs, epochs = cfg.sweep.num_runs, cfg.train.num_epochs
+  scale = _work_per_epoch(cfg) / _mainline_work()
+  train = epochs * (STEP_OVERHEAD_S + runs * MODEL_EPOCH_S * scale)
+  ckpts = epochs // cfg.train.checkpoint_every + 1
+  analysis = 0.0
+  if cfg.task in _modular_tasks():
+    size = (cfg.p / 113) ** 2 * (max(cfg.model.d_mlp, cfg.model.d_model) / 512)
+    analysis = ckpts * runs * ANALYSIS_CKPT_S * max(size, 0.05)
+  return train + analysis + SWEEP_OVERHEAD_S
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  sweep: Sweep
+  workdir: str
+  runs: int
+  epochs: int
+  estimate_s: float
+  state: str                 # 'finished', 'new' or 'resume from epoch E'
+
+  @property
+  def finished(self) -> bool:
+    return self.state == "finished"
+
+
+def state(workdir: str, epochs: int) -> str:
+  """'finished' when the metrics reach `epochs` and the analysis and report exist; else 'new'
+  or 'resume from epoch E'."""
+  if not os.path.exists(os.path.join(workdir, results.CONFIG)):
+    return "new"
+  prog = results.progress(workdir)
+  analysed = os.path.isdir(os.path.join(workdir, results.ANALYSIS)) and any(
+      n.endswith(".csv") for n in os.listdir(os.path.join(workdir, results.ANALYSIS)))
+  if (prog.reached is not None and prog.reached >= epochs and analysed
+          and os.path.exists(os.path.join(workdir, "report.md"))):
+    return "finished"
+  return f"resume from epoch {prog.reached or 0}"
+
+
+def plan(suite: Suite, root: str, config_of: Callable[[Sweep], Any]) -> list[Step]:
+  """One Step per sweep; `config_of` turns a sweep's arguments into its validated Config."""
+  steps = []
+  for s in suite.sweeps:
+    cfg = config_of(s)
+    wd = os.path.join(root, s.name)
+    steps.append(Step(s, wd, cfg.sweep.num_runs, cfg.train.num_epochs, estimate_s(cfg),
+                      state(wd, cfg.train.num_epochs)))
+  return steps
+
+
+def hours(seconds: float) -> str:
+  return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def plan_text(suite: Suite, steps: list[Step]) -> str:
+  todo = sum(s.estimate_s for s in steps if not s.finished)
+  total = sum(s.estimate_s for s in steps)
+  lines = [f"suite {suite.path}: {len(steps)} sweeps, {sum(s.runs for s in steps)} runs; "
+           f"estimated {hours(total)} in all, {hours(todo)} still to run "
+           "(documented per-model-epoch estimate, grokjax/suite.py)"]
+  w = max(len(s.sweep.name) for s in steps)
+  for s in steps:
+    lines.append(f"  {s.sweep.name:<{w}}  {s.runs:3d} runs × {s.epochs:6d} epochs  "
+                 f"≈ {hours(s.estimate_s):>7}  {s.state}")
+  return "\n".join(lines)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+def command(step: Step) -> list[str]:
+  return [sys.executable, "-m", "experiments.reproduce", *step.sweep.args,
+          f"--workdir={step.workdir}"]
+
+
+def _subprocess(cmd: list[str]) -> int:
+  return subprocess.call(cmd)
+
+
+def run(suite: Suite, root: str, steps: list[Step], log: Callable[[str], None] = print,
+        execute: Callable[[list[str]], int] = _subprocess) -> str:
+  """Runs every unfinished step (`execute` runs a command and returns its exit status), then
+  writes the suite report; returns its path. A failed step raises SuiteError with its command."""
+  os.makedirs(root, exist_ok=True)
+  for i, step in enumerate(steps, 1):
+    head = f"[{i}/{len(steps)}] {step.sweep.name}"
+    if step.finished:
+      log(f"{head}: finished, skipped")
+      continue
+    cmd = command(step)
+    log(f"{head}: {step.state} (≈ {hours(step.estimate_s)}): {shlex.join(cmd)}")
+    t0 = time.time()
+    rc = execute(cmd)
+    if rc != 0:
+      raise SuiteError(f"{step.sweep.name}: exit status {rc}; rerun the suite to resume, or run "
+                       f"the sweep alone: {shlex.join(cmd)}")
+    log(f"{head}: done in {hours(time.time() - t0)}")
+  return write_report(suite, root, steps, log)
+
+
+def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[str]:
+  from grokjax import plotting
+  from grokjax.plotting_suite import SUITE_FIGURES
+  out = []
+  os.makedirs(os.path.join(root, FIG_DIR), exist_ok=True)
+  for kind, members in suite.figures:
+    func, caption = SUITE_FIGURES[kind]
+    name = f"{kind}_{'_'.join(members)}" if len(members) <= 3 else kind
+    rel = os.path.join(FIG_DIR, f"{name}.png")
+    try:
+      fig = func([os.path.join(root, m) for m in members])
+    except plotting.Skip as e:
+      out += [f"### {caption}", "", f"_Not drawn: {e}_", ""]
+      continue
+    fig.savefig(os.path.join(root, rel), dpi=110)
+    log(f"wrote {os.path.join(root, rel)}")
+    out += [f"### {caption}", "", f"Sweeps: {', '.join(members)}.", "", f"![{name}]({rel})", ""]
+  return out
+
+
+def write_report(suite: Suite, root: str, steps: list[Step],
+                 log: Callable[[str], None] = print) -> str:
+  """ROOT/suite_report.md: per sweep its state, command, report and every figure it drew."""
+  import json
+  parts = [f"# grokjax suite `{os.path.basename(suite.path)}`", "",
+           f"Root `{os.path.abspath(root)}`; generated {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+  parts += ["## Figures across sweeps", ""] + (_suite_figures(suite, root, log)
+                                               or ["_None in this suite._", ""])
+  parts += ["## Sweeps", ""]
+  for step in steps:
+    name, wd = step.sweep.name, step.workdir
+    st = state(wd, step.epochs)
+    parts += [f"### {name}", "", f"`{shlex.join(step.sweep.args)}`: {step.runs} runs × "
+              f"{step.epochs} epochs; {st}.", ""]
+    if os.path.exists(os.path.join(wd, "report.md")):
+      parts += [f"Report: [{name}/report.md]({name}/report.md)", ""]
+    manifest = os.path.join(wd, "figures", "manifest.json")
+    entries = json.load(open(manifest)) if os.path.exists(manifest) else []
+    drawn = [e for e in entries if e.get("file")]
+    parts += [f"- [{e['caption']}]({name}/{e['file']})" for e in drawn]
+    parts += ["" if drawn else "_No figures yet._", ""]
+  path = os.path.join(root, REPORT)
+  with open(path + ".tmp", "w") as f:
+    f.write("\n".join(parts))
+  os.replace(path + ".tmp", path)
+  log(f"wrote {path}")
+  return path
