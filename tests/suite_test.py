@@ -1,0 +1,163 @@
+"""The suite runner end to end on a tiny 2-sweep suite (a 2-layer and an attention-only model,
+p = 23, 200 epochs; one CLI run, shared by every test of this module), and what it leaves: the
+analysis that fits each model (the final block's MLP for 2 layers; the MLP / W_L measures
+skipped and recorded for attention-only), Table 6 against a direct computation, the suite
+report, and a rerun that skips the finished sweeps."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokjax import checkpoint, data, evidence, measures, model, report, results, suite
+from grokjax.config import ModelConfig
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+TINY = "--p=23 --d_model=16 --num_epochs=200 --checkpoint_every=100 --eval_every=10"
+SUITE = f"""# a tiny suite
+sweep two_layer {TINY} --num_layers=2
+sweep attn_only {TINY} --attn_only --loss_dtype=float32
+figure loss_precision two_layer attn_only
+"""
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+  base = tmp_path_factory.mktemp("suite")
+  path, root = str(base / "tiny.suite"), str(base / "runs")
+  with open(path, "w") as f:
+    f.write(SUITE)
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run([sys.executable, "-m", "experiments.suite", f"--suite={path}",
+                        f"--root={root}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=580)
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+  return dict(path=path, root=root, stdout=out.stdout)
+
+
+def _final(done, name: str) -> dict:
+  with open(os.path.join(done["root"], name, "analysis", "run_0000_final.json")) as f:
+    return json.load(f)
+
+
+def test_plan_printed_and_report_links_every_figure(done):
+  out = done["stdout"]
+  assert "2 sweeps, 2 runs; estimated" in out and "two_layer" in out and "new" in out
+  md = open(os.path.join(done["root"], suite.REPORT)).read()
+  assert "![loss_precision_two_layer_attn_only](figures/loss_precision_two_layer_attn_only.png)" in md
+  assert os.path.exists(os.path.join(done["root"], "figures",
+                                     "loss_precision_two_layer_attn_only.png"))
+  for name in ("two_layer", "attn_only"):
+    assert f"({name}/report.md)" in md
+    manifest = json.load(open(os.path.join(done["root"], name, "figures", "manifest.json")))
+    drawn = [e["file"] for e in manifest if e.get("file")]
+    assert drawn and all(f"({name}/{f})" in md for f in drawn)
+  # the float32 workdir draws its own precision figure; the float64 one skips it
+  assert "figures/loss_precision.png" in open(os.path.join(done["root"], "attn_only",
+                                                           "report.md")).read()
+
+
+def test_rerun_skips_finished_sweeps(done):
+  s = suite.parse(done["path"])
+  steps = [suite.Step(sw, os.path.join(done["root"], sw.name), 1, 200, 1.0,
+                      suite.state(os.path.join(done["root"], sw.name), 200)) for sw in s.sweeps]
+  assert [st.state for st in steps] == ["finished", "finished"]
+
+  def never(cmd):
+    raise AssertionError(f"a finished sweep was run again: {cmd}")
+  logs = []
+  suite.run(s, done["root"], steps, log=logs.append, execute=never)
+  assert sum("finished, skipped" in line for line in logs) == 2
+  # asking for more epochs makes the same workdir a resume, not a restart
+  assert suite.state(os.path.join(done["root"], "two_layer"), 400) == "resume from epoch 200"
+  assert suite.state(os.path.join(done["root"], "absent"), 200) == "new"
+
+
+def test_suite_file_errors(tmp_path):
+  bad = {"sweep a --p=23\nsweep a --p=29\n": "defined twice",
+         "figure width_scan b\nsweep a --p=23\n": "unknown sweep",
+         "figure nope a\nsweep a --p=23\n": "figure kind",
+         "sweep a --workdir=x\n": "set by the suite",
+         "train a\n": "expected"}
+  for text, msg in bad.items():
+    p = tmp_path / "bad.suite"
+    p.write_text(text)
+    with pytest.raises(suite.SuiteError, match=msg):
+      suite.parse(str(p))
+
+
+def test_estimate_scales_with_the_work():
+  from grokjax.config import make_config
+  main = suite.estimate_s(make_config())
+  assert 0.9 * 40_000 * 0.031 < main - suite.SWEEP_OVERHEAD_S < 2.0 * 40_000 * 0.031
+  assert suite.estimate_s(make_config(p=401)) > 5 * main
+  assert suite.estimate_s(make_config(num_layers=2)) > 3 * main
+  assert suite.estimate_s(make_config(seed=(0, 1, 2, 3))) > 3 * main
+
+
+def test_two_layer_analysis_reads_the_final_block(done):
+  wd = os.path.join(done["root"], "two_layer")
+  f = _final(done, "two_layer")
+  assert f["skipped"] is None and f["mlp_skip_ablation"] and f["mlp_fve_mean"] is not None
+  params = jax.tree.map(lambda t: jnp.asarray(t[0]), checkpoint.load_params(wd, 200))
+  W_L = params["W_U"][:, :23].T @ params["blocks_1"]["W_out"]       # the final block's W_out
+  np.testing.assert_allclose(measures.W_L(params), W_L, rtol=1e-6)
+  norms = np.linalg.norm(np.asarray(measures.fourier_W_L(params)), axis=1)
+  np.testing.assert_allclose(f["W_L_fourier_norms"], norms, rtol=1e-5)
+  curve = pd.read_csv(os.path.join(wd, "analysis", "run_0000.csv"))
+  assert {"excluded_loss_train", "restricted_loss_all", "gini_W_L"} <= set(curve.columns)
+  assert list(curve["epoch"]) == [0, 100, 200]
+
+
+def test_table6_matches_a_direct_computation(done):
+  """Zero / mean ablation of the final MLP's skip connection, recomputed from the plain model's
+  activations: the residual after the last attention is resid_post − (W_out·post + b_out)."""
+  wd = os.path.join(done["root"], "two_layer")
+  f, p = _final(done, "two_layer"), 23
+  params = jax.tree.map(lambda t: jnp.asarray(t[0]), checkpoint.load_params(wd, 200))
+  cfg = ModelConfig(d_vocab=p + 1, d_vocab_out=p + 1, d_model=16, d_mlp=64, num_layers=2)
+  with jax.default_matmul_precision("highest"):
+    _, cache = model.apply_with_cache(cfg, params, jnp.asarray(data.all_tokens(p)))
+  blk = jax.tree.map(lambda t: np.asarray(t, np.float64), params["blocks_1"])
+  post = np.asarray(cache["blocks_1"]["mlp_post"][:, -1], np.float64)
+  mlp_out = post @ blk["W_out"].T + blk["b_out"]
+  resid_mid = np.asarray(cache["resid_post_1"][:, -1], np.float64) - mlp_out
+  W_U = np.asarray(params["W_U"], np.float64)[:, :p]
+  labels = data.labels("add", p)
+  for name, skip in (("zero", 0.0), ("mean", resid_mid.mean(0))):
+    L = (skip + mlp_out) @ W_U
+    logp = L - L.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    loss = -logp[np.arange(p * p), labels].mean()
+    acc = (L.argmax(1) == labels).mean()
+    rec = f["mlp_skip_ablation"]
+    np.testing.assert_allclose(rec[f"{name}_loss_all"], loss, rtol=2e-4)
+    assert abs(rec[f"{name}_acc_all"] - acc) <= 1.5 / p ** 2
+  assert "### Table 6" in open(os.path.join(wd, "report.md")).read()
+  assert "skip zero-ablated" in report.table6_markdown(report.Workdir(wd))
+
+
+def test_attention_only_analysis_records_what_it_skips(done):
+  wd = os.path.join(done["root"], "attn_only")
+  f = _final(done, "attn_only")
+  assert f["skipped"]["measures"] == list(evidence.MLP_MEASURES)
+  assert "no MLP" in f["skipped"]["reason"]
+  assert all(f[k] is None for k in evidence.MLP_MEASURES)
+  assert f["key_freq_rule"].startswith("W_E") and f["key_freqs"]
+  for k in ("loss_test", "restricted_loss_all", "excluded_loss_train", "gini_W_E", "logit_fve"):
+    assert f[k] is not None, k
+  curve = pd.read_csv(os.path.join(wd, "analysis", "run_0000.csv"))
+  assert "excluded_loss_train" in curve and "gini_W_L" not in curve
+  summary = pd.read_csv(os.path.join(wd, "analysis", "summary.csv"))
+  assert "mlp_skip_ablation" in summary["skipped"][0]
+  md = open(os.path.join(wd, "report.md")).read()
+  assert "**Measures skipped.**" in md and "skipped (attention-only: no MLP)" in md
+  assert "_Table 6 skipped" in md
+  assert results.progress(wd).finished
