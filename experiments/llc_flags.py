@@ -2,7 +2,7 @@
 
   python -m experiments.analyze --workdir=D --llc [--llc_every=1] [--llc_chains=4]
       [--llc_draws=400] [--llc_burnin=100] [--llc_epsilon=...] [--llc_nbeta=...]
-      [--llc_gamma=...] [--llc_batch_size=256] [--llc_seed=0]
+      [--llc_gamma=...] [--llc_batch_size=256] [--llc_seed=0] [--llc_runs=0,2]
 
 adds llc, llc_std, llc_loss_init to every run's analysis/run_NNNN.csv (grokjax/llc_analysis.py).
 For a workdir of a non-modular task, `experiments.analyze` skips the modular (Fourier) analysis
@@ -25,6 +25,8 @@ flags.DEFINE_float("llc_epsilon", None, "SGLD step size ε (calibrate: experimen
 flags.DEFINE_float("llc_nbeta", None, "Inverse temperature nβ (default: n / log n per run).")
 flags.DEFINE_float("llc_gamma", None, "Localisation strength γ.")
 flags.DEFINE_integer("llc_batch_size", None, "SGLD minibatch size.")
+flags.DEFINE_list("llc_runs", None, "Run ids whose LLC is estimated (default: every run), "
+                  "e.g. --llc_runs=0 for the plain run of a sweep.")
 flags.DEFINE_integer("llc_seed", 0, "PRNG seed of the LLC (keys fold in run and epoch).")
 FLAGS = flags.FLAGS
 
@@ -38,6 +40,15 @@ def settings():
                              **{k: v for k, v in over.items() if v is not None})
 
 
+def _runs() -> list[int] | None:
+  if FLAGS.llc_runs is None:
+    return None
+  try:
+    return [int(r) for r in FLAGS.llc_runs]
+  except ValueError:
+    raise SystemExit(f"--llc_runs: run ids are integers, got {','.join(FLAGS.llc_runs)}")
+
+
 def run(workdir: str, tables_only: bool = False) -> dict | None:
   """The LLC step (when --llc); with tables_only (non-modular tasks) the per-checkpoint tables
   are written even without --llc."""
@@ -45,7 +56,8 @@ def run(workdir: str, tables_only: bool = False) -> dict | None:
     return None
   from grokjax import llc_analysis
   out = llc_analysis.analyze_workdir(workdir, settings(), every=FLAGS.llc_every,
-                                     seed=FLAGS.llc_seed, with_llc=FLAGS.llc)
+                                     seed=FLAGS.llc_seed, with_llc=FLAGS.llc,
+                                     runs=_runs())
   if FLAGS.llc:
     print(f"llc: {len(out['epochs'])} checkpoints per run; {out['computed']} estimates computed, "
           f"{out['reused']} reused; columns llc, llc_std in {workdir}/analysis/run_*.csv")

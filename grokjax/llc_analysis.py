@@ -60,7 +60,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -239,23 +239,32 @@ def chosen_epochs(epochs: list[int], every: int, checkpoint_every: int) -> list[
 
 def analyze_workdir(workdir: str, settings: llc.LLCConfig | None = None, *, every: int = 1,
                     seed: int = 0, with_llc: bool = True, ckpt_batch: int = CKPT_BATCH,
+                    runs: Sequence[int] | None = None,
                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
   """Writes the LLC (and, for non-modular tasks, the per-checkpoint table) of `workdir`.
 
   Holds the workdir's analysis lock. Returns dict(computed=number of (checkpoint, run)
   estimates computed now, reused=taken from the npz files, epochs=the chosen epochs).
-  With with_llc=False only the tables of non-modular tasks are written."""
+  With with_llc=False only the tables of non-modular tasks are written. `runs`: the run ids to
+  estimate (default all; the others' tables are still written for non-modular tasks); a value
+  does not depend on which other runs are estimated with it."""
   log = log or _log_default
   settings = settings or DEFAULT
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"{workdir}: no such directory")
   with WorkdirLock(workdir, "analysis", log):
-    return _analyze(workdir, settings, every, seed, with_llc, max(1, ckpt_batch), log)
+    return _analyze(workdir, settings, every, seed, with_llc, max(1, ckpt_batch), runs, log)
 
 
-def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[str, Any]:
+def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, only, log) -> dict[str, Any]:
   cfg = results.load_config(workdir)
   runs = sweep.grid(cfg)  # the config's grid (sweep.json of older workdirs lacks some axes)
+  all_ids = [r["run"] for r in runs]
+  if only is not None:
+    bad = sorted(set(only) - set(all_ids))
+    if bad or not only:
+      raise ValueError(f"--llc_runs: {bad or 'empty'} not among the runs {all_ids} of {workdir}")
+  est = sorted(set(all_ids if only is None else only))   # the runs whose LLC is estimated
   prog = train.program(cfg)
   modular = tasks.is_modular(cfg.task)
   rows_m = results.read_metrics_rows(workdir)
@@ -281,7 +290,7 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
   traces, todo, reused = {}, {}, 0
   dirty = {i for i in ids if base[i]}   # tables to rewrite before the LLC loop
   for i in ids:
-    if not with_llc:
+    if not with_llc or i not in est:
       todo[i] = set()
       continue
     traces[i] = _Traces(_file(workdir, i, TRACES), sjson, log)
@@ -306,6 +315,8 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
       log(f"warning: {err}; its rows are left out")
       return None
 
+  grown: set[int] = set()   # tables that gained rows since they were last written
+
   def add_base(e: int, params: Any) -> None:
     for i in ids:
       if e in base[i]:
@@ -313,6 +324,7 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
                                        jax.tree.map(lambda t: t[i], params))}
         tables[i][e] = {**tables[i].get(e, {}), **row}
         base[i].discard(e)
+        grown.add(i)
 
   llc_epochs = sorted(set().union(*todo.values()))
   for e in sorted(set().union(*base.values()) - set(llc_epochs)):
@@ -322,13 +334,15 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
   for i in sorted(dirty):
     if tables[i]:
       _write_table(_file(workdir, i, ".csv"), cols[i], tables[i])
+  grown.clear()   # every table with rows added so far was dirty: written
   computed = 0
   if llc_epochs:
-    run_data, shared = sweep.build_data(cfg, runs, len(runs))
+    lanes = [ids.index(i) for i in est]
+    run_data, shared = sweep.build_data(cfg, [runs[k] for k in lanes], len(lanes))
     fn = program(cfg, settings)
-    run_ids = jnp.asarray(ids, jnp.int32)
+    run_ids = jnp.asarray(est, jnp.int32)
     total, t0, done = len(llc_epochs), time.time(), 0
-    log(f"llc: {total} checkpoints × {len(ids)} runs × {settings.num_chains} chains × "
+    log(f"llc: {total} checkpoints × {len(est)} runs × {settings.num_chains} chains × "
         f"{settings.num_steps} SGLD steps (batch {settings.batch_size}, ε {settings.epsilon:g}, "
         f"γ {settings.gamma:g}, nβ "
         f"{'n/log n' if settings.nbeta is None else format(settings.nbeta, 'g')})")
@@ -339,11 +353,11 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
       for e, p in batch:
         add_base(e, p)
       picks = batch + [batch[-1]] * (ckpt_batch - len(batch))
-      params = jax.tree.map(lambda *ts: np.stack(ts), *[p for _, p in picks])
+      params = jax.tree.map(lambda *ts: np.stack(ts)[:, lanes], *[p for _, p in picks])
       out = jax.device_get(fn(params, run_data, shared, seed, run_ids,
                               jnp.asarray([e for e, _ in picks], jnp.int32)))
       for k, (e, _) in enumerate(batch):
-        for j, i in enumerate(ids):
+        for j, i in enumerate(est):
           if e in todo[i]:
             one = {key: v[k, j] for key, v in out.items()}
             traces[i].add(e, one)
@@ -352,7 +366,9 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
       for i in ids:
         if any(e in todo[i] for e, _ in batch):
           traces[i].save()
+        if i in grown or any(e in todo[i] for e, _ in batch):
           _write_table(_file(workdir, i, ".csv"), cols[i], tables[i])
+          grown.discard(i)
       done += len(llc_epochs[b:b + ckpt_batch])
       rate = done / max(time.time() - t0, 1e-9)
       log(f"llc: {done}/{total} checkpoints ({rate:.2f}/s, ETA {(total - done) / rate:.0f}s)")
@@ -361,7 +377,7 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, log) -> dict[
     log(f"llc: all {len(chosen)} chosen checkpoints of {len(ids)} runs already have an LLC"
         + (f" ({reused} taken from the trace files)" if reused else ""))
   if with_llc:
-    bad = [(i, e) for i in ids for e, v in traces[i].by_epoch.items() if not bool(v["healthy"])]
+    bad = [(i, e) for i in est for e, v in traces[i].by_epoch.items() if not bool(v["healthy"])]
     if bad:
       log(f"llc: {len(bad)} of {sum(len(t.by_epoch) for t in traces.values())} estimates have "
           "unhealthy traces (llc.trace_health: non-finite, negative or drifting); see "
