@@ -6,6 +6,9 @@ Swept flags (--seed, --weight_decay, --frac_train, --split_seed, --lr, --dropout
 --grokfast_alpha, --grokfast_lamb: `config.AXES`) take several values, repeated or
 comma-separated; the sweep is their cartesian product. A bare flagfile name that is not in the
 current directory is looked up in experiments/flags/. Rerunning on the same workdir resumes.
+
+Several hosts: run the same command on each, with --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I (or inside SLURM / a TPU pod slice, where they are detected).
 """
 from __future__ import annotations
 
@@ -47,6 +50,17 @@ flags.DEFINE_string("grokfast", "none", "Grokfast gradient filter before AdamW: 
 flags.DEFINE_integer("grokfast_window", 100, "Grokfast-MA window (gradients averaged).")
 flags.DEFINE_integer("eval_every", 10, "Epochs between test-loss evaluations.")
 flags.DEFINE_integer("checkpoint_every", 100, "Epochs between orbax checkpoints.")
+flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                  "Start JAX's multi-process runtime: auto = when --coordinator_address is given "
+                  "or a multi-process SLURM job / TPU pod slice / JAX_COORDINATOR_ADDRESS is "
+                  "detected; on = always (JAX detects the cluster); off = never.")
+flags.DEFINE_string("coordinator_address", None, "Several processes: HOST:PORT of process 0 "
+                    "(every process passes the same one).")
+flags.DEFINE_integer("num_processes", None, "Several processes: how many (all run this command).")
+flags.DEFINE_integer("process_id", None, "Several processes: this one's index, 0 .. N-1 "
+                     "(process 0 writes the workdir's files).")
+flags.DEFINE_integer("heartbeat_timeout_s", 100, "Several processes: seconds without a sign of "
+                     "life after which a process is declared dead and the others stop.")
 flags.DEFINE_float("state_every_s", 30.0, "Seconds between full-state (resume) checkpoints; "
                    "parameters are still saved every --checkpoint_every epochs.")
 
@@ -130,9 +144,31 @@ def resolve_flagfiles(argv: list[str]) -> list[str]:
 
 def run(main):
   """absl app.run with shipped-flagfile lookup; a bad flag or workdir, a signal or a full disk
-  end in one line (with the command that resumes), never a traceback (grokjax.console)."""
-  from grokjax import console
-  console.run_app(main, resolve_flagfiles)
+  end in one line (with the command that resumes), never a traceback (grokjax.console).
+
+  With several processes a failed one exits at once (os._exit): JAX's orderly shutdown would
+  wait for every peer, and a dead one never comes."""
+  from grokjax import console, distributed
+  try:
+    console.run_app(main, resolve_flagfiles)
+  except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    if code != 0 and distributed.process_count_if_started() > 1:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)
+    raise
+
+
+def start_processes() -> None:
+  """jax.distributed.initialize from the flags (nothing for a single process)."""
+  from grokjax import distributed
+  from grokjax.config import ConfigError
+  try:
+    distributed.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
+                           FLAGS.process_id, FLAGS.heartbeat_timeout_s)
+  except ValueError as e:  # ours name the flag; JAX's own name a missing value
+    raise ConfigError(str(e) if str(e).startswith("--") else f"--distributed: {e}") from None
 
 
 def main(argv):
@@ -142,9 +178,15 @@ def main(argv):
   if not FLAGS.workdir:
     raise ConfigError("--workdir: required (the directory to write or resume)")
   cfg = config_from_flags()
-  from grokjax import runner
-  status = runner.run_sweep(cfg, FLAGS.workdir, state_every_s=FLAGS.state_every_s)
-  print(f"{status}: {FLAGS.workdir}")
+  start_processes()
+  from grokjax import distributed, runner
+  try:
+    status = runner.run_sweep(cfg, FLAGS.workdir, state_every_s=FLAGS.state_every_s)
+  except distributed.PeerLost as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    return distributed.PEER_LOST_EXIT
+  if distributed.is_primary():
+    print(f"{status}: {FLAGS.workdir}")
   return 0
 
 

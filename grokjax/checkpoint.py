@@ -26,7 +26,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
+from grokjax import distributed
 from grokjax.results import CHECKPOINTS, WorkdirError
 
 PARAMS, STATE = "params", "state"
@@ -65,8 +67,11 @@ def _manager(workdir: str, kind: str, max_to_keep: int | None, read_only: bool =
                                         enable_async_checkpointing=False)
     with _quiet_read_only():
       return ocp.CheckpointManager(path, options=opts)
-  opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                      enable_async_checkpointing=True)
+  # With several processes the two managers save the same epoch at once: their barriers need
+  # names of their own.
+  opts = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=kind))
   return ocp.CheckpointManager(path, options=opts)
 
 
@@ -124,12 +129,20 @@ class Checkpointer:
     failures = []
     for step in steps:
       try:
-        return step, self.restore_state(step, abstract_state)
+        state, error = self.restore_state(step, abstract_state), None
       except Exception as e:  # orbax/tensorstore raise plain Exception/ValueError on damage
-        failures.append((step, e))
-        nxt = next((s for s in steps if s < step), None)
-        log(f"{self.workdir}: state checkpoint {step} cannot be restored ({_first_line(e)}); "
-            + (f"trying {nxt}" if nxt is not None else "no older one"))
+        state, error = None, e
+      if distributed.process_count() > 1:  # each process read its own shards: agree
+        ok = distributed.all_flags([error is None])[:, 0]
+        if error is None and not ok.all():
+          error = WorkdirError(f"process(es) {', '.join(map(str, np.flatnonzero(ok == 0)))} "
+                               "could not restore their part")
+      if error is None:
+        return step, state
+      failures.append((step, error))
+      nxt = next((s for s in steps if s < step), None)
+      log(f"{self.workdir}: state checkpoint {step} cannot be restored ({_first_line(error)}); "
+          + (f"trying {nxt}" if nxt is not None else "no older one"))
     raise WorkdirError(
         f"--workdir: {self.workdir}: no state checkpoint can be restored (tried "
         f"{', '.join(str(s) for s, _ in failures)}; first error: {_first_line(failures[0][1])})"
@@ -138,17 +151,18 @@ class Checkpointer:
   def set_aside_states_after(self, epoch: int, log: Callable[[str], None]) -> None:
     """Moves state checkpoints newer than `epoch` (ones that failed to restore) to
     checkpoints/damaged/ instead of deleting them."""
-    moved = False
-    for step in self.state.all_steps():
-      if step > epoch:
+    newer = [step for step in self.state.all_steps() if step > epoch]
+    if not newer:
+      return
+    if distributed.is_primary():
+      for step in newer:
         dest = os.path.join(self.workdir, CHECKPOINTS, DAMAGED,
                             f"state_{step}_{time.strftime('%Y%m%d-%H%M%S')}")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         shutil.move(os.path.join(_dir(self.workdir, STATE), str(step)), dest)
         log(f"{self.workdir}: moved the unrestorable state checkpoint {step} to {dest}")
-        moved = True
-    if moved:
-      self.state.reload()
+    distributed.barrier("grokjax:set_aside_states")
+    self.state.reload()
 
   def drop_params_after(self, epoch: int) -> None:
     """Deletes parameter checkpoints newer than `epoch` (left by a run killed mid-chunk)."""
@@ -251,11 +265,21 @@ class ParamsReader:
       raise FileNotFoundError(f"{os.path.join(self.path, str(epoch))}: no parameter checkpoint "
                               f"at epoch {epoch}; available: {epochs_text(self.epochs())}")
     try:
-      tree = self._mngr.restore(epoch, args=ocp.args.StandardRestore())
+      tree = self._mngr.restore(epoch, args=ocp.args.StandardRestore(self._target(epoch)))
     except Exception as e:
       raise WorkdirError(f"{os.path.join(self.path, str(epoch))}: the parameter checkpoint at "
                          f"epoch {epoch} cannot be read, it is damaged ({_first_line(e)})") from e
     return jax.tree.map(np.asarray, tree)
+
+  def _target(self, epoch: int) -> Any:
+    """The checkpoint's shapes and dtypes on this process's first CPU device: a checkpoint
+    written by several devices or processes is read by one (orbax would otherwise ask for the
+    devices that wrote it)."""
+    meta = ocp.StandardCheckpointHandler().metadata(
+        epath.Path(self.path) / str(epoch) / "default")
+    cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu),
+                        meta.tree)
 
   def close(self) -> None:
     self._mngr.close()

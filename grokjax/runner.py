@@ -5,7 +5,9 @@ against the workdir's files and checkpoints (and only then writes them), then tr
 `sweep.Sweep` in chunks of `checkpoint_every` epochs, appending metrics and saving orbax
 checkpoints between chunks; rerunning resumes from the newest restorable state checkpoint and
 reproduces an uninterrupted run exactly. SIGINT/SIGTERM stop it at the next chunk boundary with
-a state checkpoint saved (`Interrupted`); a second one aborts at once.
+a state checkpoint saved (`Interrupted`); a second one aborts at once. With several processes
+(`distributed.py`) process 0 writes the files and the processes agree, once per chunk, on the
+metrics of all runs, on stopping and on saving the full state.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from grokjax import checkpoint, console, results
+from grokjax import checkpoint, console, distributed, results, train
 from grokjax.checkpoint import Checkpointer
 from grokjax.console import Interrupted
 from grokjax.config import Config, ConfigError
@@ -204,68 +206,130 @@ def run_sweep(cfg: Config, workdir: str, *, log: Callable[[str], None] | None = 
   recomputes the chunks after the newest restorable state checkpoint, bit for bit. Raises
   WorkdirError (locked, another sweep, unprovable or unrestorable workdir) before writing
   anything, and Interrupted after a SIGINT/SIGTERM (state saved, resumable).
+
+  With several processes (`distributed.initialize`) every process calls this with the same
+  arguments: process 0 holds the lock, checks and writes the workdir's files and logs; all of
+  them save and restore the checkpoints of the global arrays together; a peer that dies makes
+  the others raise `distributed.PeerLost`.
   """
   log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+  if not distributed.is_primary():
+    log = lambda s: None  # process 0 speaks for the sweep
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir: {workdir} is a file, not a directory")
-  sw = Sweep(cfg, devices)  # refuses a sweep that cannot fit before anything is written
-  os.makedirs(workdir, exist_ok=True)
-  with WorkdirLock(workdir, "sweep", log), _StopOnSignal(log) as stop:
-    prepare_workdir(cfg, workdir, sw.runs, log)
+  with train.x64(cfg):
+    sw = Sweep(cfg, devices)  # refuses a sweep that cannot fit before anything is written
+    lock = WorkdirLock(workdir, "sweep", log)
+
+    def claim() -> None:
+      os.makedirs(workdir, exist_ok=True)
+      lock.acquire()
+      try:
+        prepare_workdir(cfg, workdir, sw.runs, log)
+      except BaseException:
+        lock.release()
+        raise
+
     try:
-      return _train(cfg, workdir, sw, log, stop, stop_after_chunks, state_every_s)
-    except Exception as e:
-      if console.disk_full(e) == "":  # orbax's own OSErrors name no file: name the workdir
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir) from e
-      raise
+      with _StopOnSignal(log) as stop:
+        if distributed.process_count() > 1:
+          _same_sweep_everywhere(cfg, workdir)
+        distributed.on_primary(claim, "the workdir check")
+        try:
+          return _train(cfg, workdir, sw, log, stop, stop_after_chunks, state_every_s)
+        except distributed.PeerLost:
+          raise
+        except Exception as e:
+          if console.disk_full(e) == "":  # orbax's own OSErrors name no file: name the workdir
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir) from e
+          raise
+    finally:
+      lock.release()  # (only process 0 holds it)
+
+
+def _same_sweep_everywhere(cfg: Config, workdir: str) -> None:
+  """Every process must train the same sweep into the same workdir: a process started with
+  other flags is refused (on every process) before anything is written."""
+  mine = json.dumps([cfg.to_dict(), os.path.abspath(workdir)], sort_keys=True)
+  theirs = distributed.on_primary(lambda: mine, "the sweep's flags")
+  ok = distributed.all_flags([mine == theirs])[:, 0]
+  if not ok.all():
+    bad = ", ".join(str(i) for i in np.flatnonzero(ok == 0))
+    raise ConfigError(f"--workdir/--p/...: process(es) {bad} were started with other flags "
+                      "(or another --workdir) than process 0; run the same command on every "
+                      "process")
+
+
+def _agree(stop: _StopOnSignal, save_state: bool) -> tuple[int | None, bool]:
+  """The signal that stops the sweep (any process's) and whether to save the full state now
+  (process 0's clock decides): every process must make the same collective saves."""
+  if distributed.process_count() == 1:
+    return stop.signum, save_state
+  flags = distributed.all_flags([stop.signum or 0, save_state])
+  return (int(flags[:, 0].max()) or None), bool(flags[0, 1])
 
 
 def _train(cfg: Config, workdir: str, sw: Sweep, log, stop: _StopOnSignal,
            stop_after_chunks: int | None, state_every_s: float) -> str:
   total, every = cfg.train.num_epochs, cfg.train.checkpoint_every
   eval_every = cfg.train.eval_every
-  checkpoint.remove_partial(workdir)
+  primary, single = distributed.is_primary(), distributed.process_count() == 1
+  distributed.on_primary(lambda: checkpoint.remove_partial(workdir), "the workdir clean-up")
   ckpt = Checkpointer(workdir)
-  failed = True
+  failed, peer_lost = True, False
   try:
-    rows = results.read_metrics_rows(workdir, log)
-    done = {(r["run"], r["epoch"]) for r in rows}
-    if (ckpt.latest_state_epoch() == total
-        and all((r["run"], total) in done for r in sw.runs)):
+    def finished() -> bool:
+      rows = results.read_metrics_rows(workdir, log)
+      done = {(r["run"], r["epoch"]) for r in rows}
+      if not (ckpt.latest_state_epoch() == total
+              and all((r["run"], total) in done for r in sw.runs)):
+        return False
       _report_missing(log, workdir, _missing_rows(rows, sw.runs, total, eval_every, total))
       _report_params(log, workdir, total, every)
       log(f"{workdir}: finished sweep ({len(sw.runs)} runs, {total} epochs); nothing to do")
+      return True
+    if distributed.on_primary(finished, "the workdir's state"):
       failed = False
       return "finished"
     restored = ckpt.restore_newest(sw.abstract_state(), log)
     if restored is None:
-      if ckpt.params.all_steps() or _has_training_files(workdir):
+      if primary and (ckpt.params.all_steps() or _has_training_files(workdir)):
         log(f"{workdir}: no state checkpoint; training from the start")
       state, start = sw.init(), 0
-      results.truncate_metrics(workdir, 0, log=lambda s: None)
+
+      def clear() -> None:
+        results.truncate_metrics(workdir, 0, log=lambda s: None)
+      distributed.on_primary(clear, "the metrics clean-up")
       ckpt.drop_params_after(-1)
       ckpt.save(0, state)
       log(f"{workdir}: training {len(sw.runs)} runs for {total} epochs (compiling first)")
     else:
       start, state = restored
       ckpt.set_aside_states_after(start, log)
-      scan = results.truncate_metrics(workdir, start, log=lambda s: None)
-      _report_missing(log, workdir, _missing_rows(scan.rows, sw.runs, start, eval_every, None))
+
+      def truncate() -> None:
+        scan = results.truncate_metrics(workdir, start, log=lambda s: None)
+        _report_missing(log, workdir, _missing_rows(scan.rows, sw.runs, start, eval_every, None))
+      distributed.on_primary(truncate, "the metrics clean-up")
       ckpt.drop_params_after(start)
       log(f"{workdir}: resuming {len(sw.runs)} runs at epoch {start}/{total}")
     t0, epoch, last_log, chunks = time.time(), start, 0.0, 0
     last_state = t0
+    signum, _ = _agree(stop, False)
     while epoch < total:
-      if stop.signum is not None:
+      if single:
+        signum = stop.signum
+      if signum is not None:
         ckpt.save(epoch, state)  # the full state at the boundary: nothing is recomputed
         ckpt.wait()
-        raise Interrupted(stop.signum, epoch, total, workdir)
+        raise Interrupted(signum, epoch, total, workdir)
       state, metrics = sw.chunk_fn(state, sw.run_data, sw.shared)
-      metrics = jax.device_get(metrics)
+      metrics = distributed.gather(metrics)
       epoch += every
-      results.append_metrics(workdir, sw.metric_rows(metrics))
+      if primary:
+        results.append_metrics(workdir, sw.metric_rows(metrics))
       now = time.time()
-      save_state = epoch == total or now - last_state >= state_every_s
+      signum, save_state = _agree(stop, epoch == total or now - last_state >= state_every_s)
       ckpt.save(epoch, state, params_only=not save_state)
       last_state = now if save_state else last_state
       chunks += 1
@@ -279,17 +343,25 @@ def _train(cfg: Config, workdir: str, sw: Sweep, log, stop: _StopOnSignal,
       if stop_after_chunks is not None and chunks >= stop_after_chunks:
         failed = False
         return "stopped"
-    final = jax.device_get(sw.eval_fn(state, sw.run_data, sw.shared))
+    final, halted_at = distributed.gather((sw.eval_fn(state, sw.run_data, sw.shared),
+                                           state.halted_at))
     final = {k: np.asarray(v)[:, None] for k, v in final.items()}
     final["epoch"] = np.full((sw.num_lanes, 1), total)
-    final["halted_at"] = np.asarray(jax.device_get(state.halted_at))[:, None]
-    results.append_metrics(workdir, sw.metric_rows(final))
+    final["halted_at"] = np.asarray(halted_at)[:, None]
+    if primary:
+      results.append_metrics(workdir, sw.metric_rows(final))
     ckpt.wait()
-    _report_params(log, workdir, total, every)
+    if primary:
+      _report_params(log, workdir, total, every)
     failed = False
     return "trained"
+  except distributed.PeerLost:
+    peer_lost = True  # orbax's waits would block on the dead process: leave at once
+    raise
   finally:
-    if failed:  # keep the original error: a failing save re-raises from wait()/close()
+    if peer_lost:
+      pass
+    elif failed:  # keep the original error: a failing save re-raises from wait()/close()
       for fn in (ckpt.wait, ckpt.close):
         try:
           fn()

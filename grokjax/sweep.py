@@ -2,9 +2,10 @@
 
 The grid is the cartesian product of the swept axes (`config.AXES`, the one list of them);
 each run's swept values become per-run arrays (`train.Hyper`), its data the task's per-run
-arrays. The run axis is sharded over all visible devices (padded to a multiple of the device
-count by repeating the last run; padded lanes are never written out). `runner.py` drives the
-compiled programs over a workdir.
+arrays. The run axis is sharded over all devices — with several processes (`distributed.py`),
+the global mesh of every process's devices: each process builds the same grid and holds the
+lanes of its own devices — padded to a multiple of the device count by repeating the last run
+(padded lanes are never written out). `runner.py` drives the compiled programs over a workdir.
 """
 from __future__ import annotations
 
@@ -69,6 +70,17 @@ def estimate_bytes(cfg: Config, num_lanes: int) -> int:
   return num_lanes * task.eval_examples() * per_example
 
 
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+  """Host arrays (the same on every process) as global arrays: each process fills only the
+  shards of its own devices."""
+  if sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+  return jax.tree.map(put, tree)
+
+
 def _memory_bytes(device: Any) -> int | None:
   try:
     stats = device.memory_stats()
@@ -82,15 +94,39 @@ def _memory_bytes(device: Any) -> int | None:
     return None
 
 
+class _Scoped:
+  """A jitted function that is always traced and called inside the sweep's 64-bit scope
+  (`train.x64`), whatever the caller's jax_enable_x64."""
+
+  def __init__(self, cfg: Config, fn: Callable):
+    self._cfg, self._fn = cfg, fn
+
+  def __call__(self, *args):
+    with train.x64(self._cfg):
+      return self._fn(*args)
+
+  def lower(self, *args):
+    with train.x64(self._cfg):
+      return self._fn.lower(*args)
+
+  def _cache_size(self) -> int:
+    return self._fn._cache_size()
+
+
 class Sweep:
   """The compiled programs of one sweep, with the run axis sharded over `devices`."""
 
   def __init__(self, cfg: Config, devices: list[Any] | None = None):
+    with train.x64(cfg):
+      self._build(cfg, devices)
+
+  def _build(self, cfg: Config, devices: list[Any] | None) -> None:
     self.cfg = cfg
     self.prog = prog = train.program(cfg)
     devices = devices or jax.devices()
     self.num_lanes = -(-cfg.sweep.num_runs // len(devices)) * len(devices)
-    need, have = estimate_bytes(cfg, self.num_lanes), _memory_bytes(devices[0])
+    local = [d for d in devices if d.process_index == jax.process_index()] or devices
+    need, have = estimate_bytes(cfg, self.num_lanes), _memory_bytes(local[0])
     if have is not None and need > have * len(devices):
       raise ConfigError(
           f"--p/--d_model/...: one evaluation of {self.num_lanes} runs needs at least "
@@ -102,25 +138,27 @@ class Sweep:
     self.lane_sharding = NamedSharding(mesh, P("runs"))
     self.replicated = NamedSharding(mesh, P())
     run_data, shared = build_data(cfg, self.runs, self.num_lanes)
-    self.run_data = jax.device_put(run_data, self.lane_sharding)
-    self.shared = jax.device_put(shared, self.replicated)
+    self.run_data = _put(run_data, self.lane_sharding)
+    self.shared = _put(shared, self.replicated)
     chunk = cfg.train.checkpoint_every
     vchunk = _at_precision(cfg, jax.vmap(
         lambda s, r, sh: train.train_chunk(prog, s, r, sh, chunk), in_axes=(0, 0, None)))
     # Outputs keep the run-axis sharding, so chunk n+1 sees chunk n's output exactly as it saw
     # the init: one compile for the whole sweep.
-    self.chunk_fn = jax.jit(vchunk, donate_argnums=0, out_shardings=self.lane_sharding)
+    self.chunk_fn = _Scoped(cfg, jax.jit(vchunk, donate_argnums=0,
+                                         out_shardings=self.lane_sharding))
     veval = _at_precision(cfg, jax.vmap(
         lambda s, r, sh: train.evaluate(prog, s.params, r, sh, s.epoch), in_axes=(0, 0, None)))
-    self.eval_fn = jax.jit(veval, out_shardings=self.lane_sharding)
-    self.init_fn = jax.jit(jax.vmap(lambda r: train.init_state(prog, r)),
-                           out_shardings=self.lane_sharding)
+    self.eval_fn = _Scoped(cfg, jax.jit(veval, out_shardings=self.lane_sharding))
+    self.init_fn = _Scoped(cfg, jax.jit(jax.vmap(lambda r: train.init_state(prog, r)),
+                                        out_shardings=self.lane_sharding))
 
   def init(self) -> train.TrainState:
     return self.init_fn(self.run_data)
 
   def abstract_state(self) -> train.TrainState:
-    shapes = jax.eval_shape(self.init_fn, self.run_data)
+    with train.x64(self.cfg):
+      shapes = jax.eval_shape(self.init_fn, self.run_data)
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype,
                                                        sharding=self.lane_sharding), shapes)
 

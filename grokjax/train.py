@@ -53,6 +53,13 @@ class Program(NamedTuple):
   tx: optax.GradientTransformation
 
 
+def x64(cfg: Config):
+  """The 64-bit scope of a sweep's programs (`with train.x64(cfg):`): on for the paper's float64
+  loss (SPEC §1.5); off for the float32 loss options, whose programs then hold no 64-bit type
+  (what a TPU needs). Jitted functions cache per scope: trace and call them inside it."""
+  return jax.enable_x64(cfg.train.loss_dtype == "float64")
+
+
 @functools.lru_cache(maxsize=16)
 def program(cfg: Config) -> Program:
   from grokjax import tasks
