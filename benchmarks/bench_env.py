@@ -10,6 +10,10 @@ from typing import Any
 import jax
 import numpy as np
 
+# Benchmarks are command-line programs: 64-bit types for the whole process, as before grokjax
+# scoped them (grokjax/x64.py); the measured building blocks keep their float64 numerics.
+jax.config.update("jax_enable_x64", True)
+
 
 def environment() -> dict[str, Any]:
   import flax  # pylint: disable=g-import-not-at-top

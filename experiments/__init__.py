@@ -14,3 +14,10 @@ if sys.argv[:1] == ["-m"]:  # `python -m experiments.NAME`: runpy imports this p
 
   signal.signal(signal.SIGINT, _interrupted_while_starting)
   signal.signal(signal.SIGTERM, _interrupted_while_starting)
+
+  import jax
+
+  # The command-line programs use 64-bit types for their whole process (the library enables
+  # them only inside its entry points: grokjax/x64.py); a float32-loss sweep still runs its
+  # programs without them (train.x64).
+  jax.config.update("jax_enable_x64", True)

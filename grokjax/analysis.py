@@ -55,10 +55,11 @@ _evidence = jax.jit(evidence.evidence, static_argnames=("act", "frac"))
 
 
 def _true_float32(fn: Callable) -> Callable:
-  """Measures are computed with true float32 matmuls on every backend (no TF32 / bfloat16)."""
+  """Measures are computed with true float32 matmuls on every backend (no TF32 / bfloat16),
+  and with 64-bit types (float64 means and projections; grokjax/x64.py)."""
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):
-    with jax.default_matmul_precision("highest"):
+    with jax.default_matmul_precision("highest"), jax.enable_x64(True):
       return fn(*args, **kwargs)
   return wrapped
 

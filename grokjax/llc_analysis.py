@@ -66,7 +66,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, llc, results, sweep, tasks, train
+from grokjax import checkpoint, llc, results, sweep, tasks, train, x64
 from grokjax.lock import WorkdirLock
 
 ANALYSIS = "analysis"
@@ -237,6 +237,7 @@ def chosen_epochs(epochs: list[int], every: int, checkpoint_every: int) -> list[
   return [e for e in epochs if (e // checkpoint_every) % every == 0 or e == epochs[-1]]
 
 
+@x64.scoped
 def analyze_workdir(workdir: str, settings: llc.LLCConfig | None = None, *, every: int = 1,
                     seed: int = 0, with_llc: bool = True, ckpt_batch: int = CKPT_BATCH,
                     runs: Sequence[int] | None = None,

@@ -1,6 +1,6 @@
 """Several processes: a 4-run sweep as 2 processes × 1 CPU device on localhost (gloo) gives the
 numbers of the same sweep on one process; its checkpoints are read, and its state resumed, by a
-single process; SIGKILL of one process makes the other exit, and a rerun of both resumes exactly.
+single process (and analysed there); SIGKILL of one process makes the other exit, and a rerun of both resumes exactly.
 
 Every process is a subprocess (jax.distributed is one per process), killed if it outlives its
 time limit."""
@@ -17,7 +17,7 @@ import time
 from absl.testing import absltest
 import numpy as np
 
-from grokjax import checkpoint
+from grokjax import analysis, checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -124,6 +124,8 @@ class MultiProcessTest(absltest.TestCase):
     self.assertEqual(_rows(wd), _rows(self.two))
     np.testing.assert_array_equal(checkpoint.load_params(wd, 100)["W_E"],
                                   checkpoint.load_params(self.two, 100)["W_E"])
+    finals = analysis.analyze_workdir(self.two, log=lambda s: None)  # here: one process
+    self.assertEqual(sorted(finals), [0, 1, 2, 3])
 
   def test_sigkill_of_one_process_then_rerun_resumes_exactly(self):
     self.check_ran()
