@@ -83,6 +83,7 @@ class ModelConfig:
   num_layers: int = 1
   act: str = "relu"
   use_mlp: bool = True        # False: attention-only blocks (`--attn_only`)
+  embed_std: float | None = None  # init std of W_E; None: the authors' 1/sqrt(d_model)
 
   @property
   def d_head(self) -> int:
@@ -188,7 +189,7 @@ def make_config(*, task: str = "add", p: int | None = None, num_data: int | None
                 batch_size: int | None = None, eval_size: int | None = None,
                 n_ctx: int | None = None, d_model: int = 128, num_heads: int = 4,
                 d_mlp: int | None = None, num_layers: int = 1, act: str = "relu",
-                attn_only: bool = False, num_epochs: int = 40_000, b2: float = 0.98,
+                attn_only: bool = False, embed_std: float | None = None, num_epochs: int = 40_000, b2: float = 0.98,
                 loss_dtype: str = "float64", matmul_precision: str = "highest",
                 eval_every: int = 10, checkpoint_every: int = 100, grokfast: str = "none",
                 grokfast_window: int = 100, **swept) -> Config:
@@ -232,6 +233,8 @@ def make_config(*, task: str = "add", p: int | None = None, num_data: int | None
   d_mlp = 4 * d_model if d_mlp is None else d_mlp
   _check(d_mlp >= 1, "d_mlp", f"must be >= 1, got {d_mlp}")
   _check(num_layers >= 1, "num_layers", f"must be >= 1, got {num_layers}")
+  _check(embed_std is None or (math.isfinite(embed_std) and embed_std > 0), "embed_std",
+         f"must be a finite number > 0, got {embed_std}")
   _check(act in ACTS, "act", f"unknown activation {act!r}; allowed: {', '.join(ACTS)}")
   _check(not (attn_only and any(sweep["dropout"])), "dropout",
          "acts on MLP neurons; an --attn_only model has none")
@@ -250,7 +253,8 @@ def make_config(*, task: str = "add", p: int | None = None, num_data: int | None
   _check(grokfast_window >= 1, "grokfast_window", f"must be >= 1, got {grokfast_window}")
   model = ModelConfig(d_vocab=task_sizes["d_vocab"], d_vocab_out=task_sizes["d_vocab_out"],
                       n_ctx=task_sizes["n_ctx"], d_model=d_model, num_heads=num_heads,
-                      d_mlp=d_mlp, num_layers=num_layers, act=act, use_mlp=not attn_only)
+                      d_mlp=d_mlp, num_layers=num_layers, act=act, use_mlp=not attn_only,
+                      embed_std=embed_std)
   return Config(task=task, p=task_sizes["p"], num_data=task_sizes["num_data"],
                 batch_size=task_sizes["batch_size"], eval_size=task_sizes["eval_size"],
                 model=model, train=train, sweep=SweepConfig(**sweep))

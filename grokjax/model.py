@@ -84,7 +84,7 @@ class Transformer(nn.Module):
   @nn.compact
   def __call__(self, tokens_BxL: jax.Array, dropout: Dropout = None) -> jax.Array:
     c = self.cfg
-    W_E = self.param("W_E", _normal(c.d_model ** -0.5), (c.d_model, c.d_vocab))
+    W_E = self.param("W_E", _normal(c.embed_std or c.d_model ** -0.5), (c.d_model, c.d_vocab))
     W_pos = self.param("W_pos", _normal(c.d_model ** -0.5), (c.n_ctx, c.d_model))
     x = W_E.T[tokens_BxL] + W_pos[: tokens_BxL.shape[1]]
     for i in range(c.num_layers):

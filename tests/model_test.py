@@ -42,6 +42,13 @@ class ModelTest(parameterized.TestCase):
     self.assertAlmostEqual(float(jnp.std(params["W_U"])), 114 ** -0.5, delta=0.005)
     self.assertAlmostEqual(float(jnp.std(params["blocks_0"]["W_out"])), 128 ** -0.5, delta=0.003)
     self.assertEqual(float(jnp.abs(params["blocks_0"]["b_in"]).max()), 0.0)
+    self.assertAlmostEqual(float(jnp.std(params["W_E"])), 128 ** -0.5, delta=0.003)
+    # --embed_std (the induction authors' nn.Embedding-like W_E) changes W_E only.
+    wide = model.init_params(config.make_config(embed_std=1.0).model, jax.random.key(0))
+    self.assertAlmostEqual(float(jnp.std(wide["W_E"])), 1.0, delta=0.03)
+    np.testing.assert_array_equal(wide["W_U"], params["W_U"])
+    with self.assertRaisesRegex(config.ConfigError, "--embed_std"):
+      config.make_config(embed_std=0.0)
 
   @parameterized.parameters("relu", "gelu")
   def test_fast_path_equals_plain_model(self, act):
