@@ -40,6 +40,8 @@ flags.DEFINE_integer("num_heads", 4, "Attention heads (d_head = d_model / num_he
 flags.DEFINE_integer("d_mlp", None, "MLP width (default 4·d_model).")
 flags.DEFINE_integer("num_layers", 1, "Transformer blocks.")
 flags.DEFINE_bool("attn_only", False, "Attention-only blocks (no MLP).")
+flags.DEFINE_float("embed_std", None, "Init std of the embedding W_E (default: the authors' "
+                   "1/sqrt(d_model); the induction-head authors' model: 1, as nn.Embedding).")
 flags.DEFINE_string("act", "relu", "MLP activation: relu or gelu.")
 flags.DEFINE_string("loss_dtype", "float64", "Log-softmax precision: float64 (paper) or float32.")
 flags.DEFINE_string("matmul_precision", "highest",
@@ -93,7 +95,8 @@ def config_from_flags():
       task=FLAGS.task, p=FLAGS.p, num_data=FLAGS.num_data, batch_size=FLAGS.batch_size,
       eval_size=FLAGS.eval_size, n_ctx=FLAGS.n_ctx, d_model=FLAGS.d_model,
       num_heads=FLAGS.num_heads, d_mlp=FLAGS.d_mlp, num_layers=FLAGS.num_layers,
-      attn_only=FLAGS.attn_only, act=FLAGS.act, num_epochs=FLAGS.num_epochs, b2=FLAGS.b2,
+      attn_only=FLAGS.attn_only, embed_std=FLAGS.embed_std, act=FLAGS.act,
+      num_epochs=FLAGS.num_epochs, b2=FLAGS.b2,
       loss_dtype=FLAGS.loss_dtype, matmul_precision=FLAGS.matmul_precision,
       eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
       grokfast=FLAGS.grokfast, grokfast_window=FLAGS.grokfast_window, **swept)
