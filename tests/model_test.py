@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import config, data, losses, model, sweep, train
+from grokjax import config, data, losses, model, sweep, tasks, train
 
 
 def small_cfg(**kw):
@@ -49,6 +49,22 @@ class ModelTest(parameterized.TestCase):
     np.testing.assert_array_equal(wide["W_U"], params["W_U"])
     with self.assertRaisesRegex(config.ConfigError, "--embed_std"):
       config.make_config(embed_std=0.0)
+
+  @parameterized.parameters(("digit_addition", False, 1), ("skip_trigram", True, 1),
+                            ("repeated_subsequence", True, 2))
+  def test_loss_positions_only_equal_the_plain_model(self, task, attn_only, layers):
+    cfg = config.make_config(task=task, d_model=16, num_heads=2, attn_only=attn_only,
+                             num_layers=layers, num_data=8, eval_size=8).model
+    pos = tasks.from_config(config.make_config(task=task, num_data=8, eval_size=8)).loss_pos
+    params = jax.tree.map(lambda x: 2 * x, model.init_params(cfg, jax.random.key(3)))
+    tokens = jax.random.randint(jax.random.key(4), (5, cfg.n_ctx), 0, cfg.d_vocab)
+    plain = lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)]
+    sliced = lambda p: model.logits_at(cfg, p, tokens, pos)
+    np.testing.assert_allclose(sliced(params), plain(params), rtol=1e-5, atol=1e-5)
+    g_plain = jax.grad(lambda p: jnp.sum(plain(p) ** 2))(params)
+    g_sliced = jax.grad(lambda p: jnp.sum(sliced(p) ** 2))(params)
+    for a, b in zip(jax.tree.leaves(g_sliced), jax.tree.leaves(g_plain)):  # float32 sums
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
 
   @parameterized.parameters("relu", "gelu")
   def test_fast_path_equals_plain_model(self, act):
