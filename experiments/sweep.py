@@ -48,6 +48,9 @@ flags.DEFINE_string("matmul_precision", "highest",
                     "jax_default_matmul_precision of the sweep: highest (true float32, the "
                     "paper's numerics) or a faster one (tensorfloat32, bfloat16, default = the "
                     "backend's choice, TF32 on recent GPUs). No effect on CPUs.")
+flags.DEFINE_bool("x64", True, "64-bit types in the sweep's programs (the float64 loss needs "
+                  "them); --nox64 with --loss_dtype=float32 or float32_stable runs with none "
+                  "(TPUs). Data draws and dropout masks depend on it.")
 flags.DEFINE_string("grokfast", "none", "Grokfast gradient filter before AdamW: none, ema, ma.")
 flags.DEFINE_integer("grokfast_window", 100, "Grokfast-MA window (gradients averaged).")
 flags.DEFINE_integer("eval_every", 10, "Epochs between test-loss evaluations.")
@@ -99,7 +102,7 @@ def config_from_flags():
       num_epochs=FLAGS.num_epochs, b2=FLAGS.b2,
       loss_dtype=FLAGS.loss_dtype, matmul_precision=FLAGS.matmul_precision,
       eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
-      grokfast=FLAGS.grokfast, grokfast_window=FLAGS.grokfast_window, **swept)
+      grokfast=FLAGS.grokfast, grokfast_window=FLAGS.grokfast_window, x64=FLAGS.x64, **swept)
 
 
 def _int(tok: str) -> int:

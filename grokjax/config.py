@@ -103,6 +103,7 @@ class TrainConfig:
   checkpoint_every: int = 100
   grokfast: str = "none"      # "ema" or "ma": a Grokfast gradient filter before AdamW
   grokfast_window: int = 100  # MA window (a shape: not swept)
+  x64: bool = True            # 64-bit types in the sweep's programs (False: none, for TPUs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +193,7 @@ def make_config(*, task: str = "add", p: int | None = None, num_data: int | None
                 attn_only: bool = False, embed_std: float | None = None, num_epochs: int = 40_000, b2: float = 0.98,
                 loss_dtype: str = "float64", matmul_precision: str = "highest",
                 eval_every: int = 10, checkpoint_every: int = 100, grokfast: str = "none",
-                grokfast_window: int = 100, **swept) -> Config:
+                grokfast_window: int = 100, x64: bool = True, **swept) -> Config:
   """Builds and validates a Config; sizes are derived from the task (SPEC §7.4).
 
   `swept` takes one iterable (or a single value) per axis of `AXES`; an axis not given takes its
@@ -211,7 +212,7 @@ def make_config(*, task: str = "add", p: int | None = None, num_data: int | None
   train = TrainConfig(num_epochs=num_epochs, b2=_finite(b2, "b2"), loss_dtype=loss_dtype,
                       matmul_precision=matmul_precision, eval_every=eval_every,
                       checkpoint_every=checkpoint_every, grokfast=grokfast,
-                      grokfast_window=grokfast_window)
+                      grokfast_window=grokfast_window, x64=bool(x64))
   base = Config(task=task, train=train)
   sweep = {}
   for axis in AXES:
@@ -242,6 +243,9 @@ def make_config(*, task: str = "add", p: int | None = None, num_data: int | None
   _check(0 < b2 < 1, "b2", f"must be in (0, 1), got {b2}")
   _check(loss_dtype in LOSS_DTYPES, "loss_dtype",
          f"unknown {loss_dtype!r}; allowed: {', '.join(LOSS_DTYPES)}")
+  _check(x64 or loss_dtype != "float64", "x64",
+         "the float64 loss needs 64-bit types: --nox64 needs --loss_dtype=float32 or "
+         "float32_stable")
   _check(matmul_precision in MATMUL_PRECISIONS, "matmul_precision",
          f"unknown {matmul_precision!r}; allowed: {', '.join(MATMUL_PRECISIONS)}")
   _check(eval_every >= 1, "eval_every", f"must be >= 1, got {eval_every}")

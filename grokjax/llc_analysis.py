@@ -237,7 +237,7 @@ def chosen_epochs(epochs: list[int], every: int, checkpoint_every: int) -> list[
   return [e for e in epochs if (e // checkpoint_every) % every == 0 or e == epochs[-1]]
 
 
-@x64.scoped
+@x64.of_workdir
 def analyze_workdir(workdir: str, settings: llc.LLCConfig | None = None, *, every: int = 1,
                     seed: int = 0, with_llc: bool = True, ckpt_batch: int = CKPT_BATCH,
                     runs: Sequence[int] | None = None,

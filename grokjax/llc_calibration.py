@@ -18,7 +18,7 @@ from grokjax import checkpoint, llc, results, sweep, train, x64
 from grokjax.llc_analysis import DEFAULT, checkpoint_key, objective, settings_json
 
 
-@x64.scoped
+@x64.of_workdir
 def calibrate_workdir(workdir: str, run: int = 0, epoch: int | None = None,
                       epsilons=(1e-5, 3e-5, 1e-4), nbetas=None,
                       settings: llc.LLCConfig | None = None, seed: int = 0) -> dict[str, Any]:

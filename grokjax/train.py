@@ -54,10 +54,12 @@ class Program(NamedTuple):
 
 
 def x64(cfg: Config):
-  """The 64-bit scope of a sweep's programs (`with train.x64(cfg):`): on for the paper's float64
-  loss (SPEC §1.5); off for the float32 loss options, whose programs then hold no 64-bit type
-  (what a TPU needs). Jitted functions cache per scope: trace and call them inside it."""
-  return jax.enable_x64(cfg.train.loss_dtype == "float64")
+  """The 64-bit scope of a sweep's programs (`with train.x64(cfg):`): on, as the paper's float64
+  loss needs (SPEC §1.5); off with `--nox64` (float32 losses only), whose programs then hold no
+  64-bit type (what a TPU needs). The data a task draws and the dropout masks depend on it (the
+  random draws take their dtypes from it), so it is part of the config. Jitted functions cache
+  per scope: trace and call them inside it."""
+  return jax.enable_x64(cfg.train.x64)
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,6 +1,6 @@
 """64-bit types are scoped (grokjax/x64.py): importing grokjax leaves jax_enable_x64 as the user
 set it, a sweep's numbers are those of the golden files with the flag off in the caller, and a
-float32-loss sweep runs without any 64-bit type (what a TPU needs).
+float32-loss sweep with --nox64 runs without any 64-bit type (what a TPU needs).
 
 The flag checks run in fresh subprocesses: this test session itself runs with x64 on
 (tests/conftest.py)."""
@@ -82,11 +82,13 @@ class Float32LossTest(absltest.TestCase):
     return (re.search(r"tensor<[0-9x]*[fi]64>", text) is not None,
             {str(x.dtype) for x in leaves if x.dtype.itemsize == 8})
 
-  def test_float32_losses_use_no_64_bit_type(self):
+  def test_nox64_float32_losses_use_no_64_bit_type(self):
     small = dict(p=23, d_model=32, num_heads=4, d_mlp=64, num_epochs=100, checkpoint_every=50)
     self.assertTrue(self._f64(config.make_config(**small))[0])  # the paper's float64 loss
+    with self.assertRaisesRegex(config.ConfigError, "^--x64: .*float32"):
+      config.make_config(x64=False, **small)
     for dtype in ("float32", "float32_stable"):
-      cfg = config.make_config(loss_dtype=dtype, dropout=(0.0, 0.1), **small)
+      cfg = config.make_config(loss_dtype=dtype, dropout=(0.0, 0.1), x64=False, **small)
       self.assertEqual(self._f64(cfg), (False, set()), dtype)
     # Saved and resumed without 64-bit types (this session has the flag on: the scope is off).
     with tempfile.TemporaryDirectory() as tmp:

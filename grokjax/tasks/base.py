@@ -149,9 +149,14 @@ class SequenceTask(Task):
     return jnp.int32(10 * self.batch_size if self.infinite else self.num_data)
 
 
-@functools.lru_cache(maxsize=64)
 def _fixed_set(task: SequenceTask, seed: int, fold: int, n: int) -> Batch:
-  """A fixed data set (host numpy) drawn from fold `fold` of key(seed); cached per task."""
+  """A fixed data set (host numpy) drawn from fold `fold` of key(seed); cached per task and
+  per jax_enable_x64 (draws without an explicit dtype follow it: grokjax/x64.py)."""
+  return _draw_fixed_set(task, seed, fold, n, bool(jax.config.jax_enable_x64))
+
+
+@functools.lru_cache(maxsize=64)
+def _draw_fixed_set(task: SequenceTask, seed: int, fold: int, n: int, x64: bool) -> Batch:
   key = jax.random.fold_in(jax.random.key(seed), fold)
   return jax.tree.map(np.asarray, jax.jit(task.sample, static_argnums=1)(key, n))
 
