@@ -61,6 +61,7 @@ class ModelTest(parameterized.TestCase):
     plain = lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)]
     sliced = lambda p: model.logits_at(cfg, p, tokens, pos)
     np.testing.assert_allclose(sliced(params), plain(params), rtol=1e-5, atol=1e-5)
+    self.assertEqual("W_in" in params["blocks_0"], not attn_only)
     g_plain = jax.grad(lambda p: jnp.sum(plain(p) ** 2))(params)
     g_sliced = jax.grad(lambda p: jnp.sum(sliced(p) ** 2))(params)
     for a, b in zip(jax.tree.leaves(g_sliced), jax.tree.leaves(g_plain)):  # float32 sums

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax import checkpoint, config, model, runner, sweep, tasks, train
+from grokjax import checkpoint, config, runner, sweep, tasks
 from grokjax.config import ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -116,21 +116,6 @@ class ConfigTest(absltest.TestCase):
   def test_memory_estimate_refuses_before_allocating(self):
     with self.assertRaisesRegex(ConfigError, r"GiB"):
       sweep.Sweep(config.make_config(p=5000, d_model=32, num_heads=4))
-
-
-class ModelTest(absltest.TestCase):
-
-  def test_logits_at_positions_equal_the_plain_model(self):
-    for attn_only, layers in ((True, 2), (False, 1)):
-      cfg = config.make_config(task="digit_addition", attn_only=attn_only, num_layers=layers,
-                               **TINY_SEQ).model
-      params = model.init_params(cfg, jax.random.key(0))
-      tokens = tasks.from_config(config.make_config(task="digit_addition")).sample(
-          jax.random.key(1), 8).tokens
-      pos = (11, 12, 16)
-      np.testing.assert_array_equal(model.logits_at(cfg, params, tokens, pos),
-                                    model.apply(cfg, params, tokens)[:, jnp.array(pos)])
-      self.assertEqual("W_in" in params["blocks_0"], not attn_only)
 
 
 class GoldenTest(absltest.TestCase):
