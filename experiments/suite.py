@@ -1,6 +1,6 @@
 """Runs a suite: every sweep behind the paper's figures and tables, one after another.
 
-  python -m experiments.suite --suite=paper_cpu --root=runs/paper_cpu [--dry_run]
+  python -m experiments.suite --suite=paper_cpu --root=runs/paper_cpu [--dry_run] [--only=A,B]
 
 A bare suite name is looked up in experiments/suites/ (NAME.suite). Prints the plan (sweeps,
 runs, epochs, estimated time) before training; finished sweeps are skipped and unfinished ones
@@ -20,6 +20,8 @@ from experiments import sweep as sweep_cli  # defines the sweep flags parsed for
 flags.DEFINE_string("suite", None, "A suite file, or the name of one in experiments/suites/.")
 flags.DEFINE_string("root", None, "Directory of the suite's workdirs (ROOT/NAME per sweep).")
 flags.DEFINE_bool("dry_run", False, "Print the plan and stop.")
+flags.DEFINE_list("only", None, "Run only these sweeps (names in the suite file); the rest of the "
+                  "suite is left as it is and the suite report still lists every sweep.")
 FLAGS = flags.FLAGS
 SUITES_DIR = os.path.join(os.path.dirname(__file__), "suites")
 
@@ -51,6 +53,7 @@ def main(argv):
     raise app.UsageError("give --suite and --root")
   from grokjax import suite as suite_lib
   path, root, dry = suite_path(FLAGS.suite), FLAGS.root, FLAGS.dry_run
+  only = tuple(FLAGS.only) if FLAGS.only else None
   try:
     suite = suite_lib.parse(path)
   except suite_lib.SuiteError as e:
@@ -60,7 +63,8 @@ def main(argv):
   if dry:
     return 0
   try:
-    suite_lib.run(suite, root, steps, log=lambda s: print(f"[suite] {s}", flush=True))
+    suite_lib.run(suite, root, steps, log=lambda s: print(f"[suite] {s}", flush=True),
+                  only=only)
   except suite_lib.SuiteError as e:
     sys.exit(f"error: {e}")
   return 0

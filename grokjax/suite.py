@@ -214,12 +214,20 @@ def _subprocess(cmd: list[str]) -> int:
 
 
 def run(suite: Suite, root: str, steps: list[Step], log: Callable[[str], None] = print,
-        execute: Callable[[list[str]], int] = _subprocess) -> str:
+        execute: Callable[[list[str]], int] = _subprocess,
+        only: tuple[str, ...] | None = None) -> str:
   """Runs every unfinished step (`execute` runs a command and returns its exit status), then
-  writes the suite report; returns its path. A failed step raises SuiteError with its command."""
+  writes the suite report; returns its path. A failed step raises SuiteError with its command.
+  `only` names the sweeps to run (in suite order); the others are left as they are."""
+  unknown = sorted(set(only or ()) - {s.sweep.name for s in steps})
+  if unknown:
+    raise SuiteError(f"--only: no sweep {', '.join(unknown)} in {suite.path}")
   os.makedirs(root, exist_ok=True)
   for i, step in enumerate(steps, 1):
     head = f"[{i}/{len(steps)}] {step.sweep.name}"
+    if only is not None and step.sweep.name not in only:
+      log(f"{head}: not in --only, left {step.state}")
+      continue
     if step.finished:
       log(f"{head}: finished, skipped")
       continue

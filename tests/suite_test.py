@@ -80,6 +80,19 @@ def test_rerun_skips_finished_sweeps(done):
   assert suite.state(os.path.join(done["root"], "absent"), 200) == "new"
 
 
+def test_only_runs_the_named_sweeps_in_suite_order(tmp_path):
+  path = tmp_path / "two.suite"
+  path.write_text("sweep a --p=23\nsweep b --p=29\nsweep c --p=31\n")
+  s = suite.parse(str(path))
+  steps = [suite.Step(sw, str(tmp_path / sw.name), 1, 10, 1.0, "new") for sw in s.sweeps]
+  ran = []
+  suite.run(s, str(tmp_path), steps, log=lambda _: None,
+            execute=lambda cmd: ran.append(cmd[-1]) or 0, only=("c", "a"))
+  assert ran == [f"--workdir={tmp_path / 'a'}", f"--workdir={tmp_path / 'c'}"]
+  with pytest.raises(suite.SuiteError, match="no sweep d"):
+    suite.run(s, str(tmp_path), steps, execute=lambda cmd: 0, only=("d",))
+
+
 def test_suite_file_errors(tmp_path):
   bad = {"sweep a --p=23\nsweep a --p=29\n": "defined twice",
          "figure width_scan b\nsweep a --p=23\n": "unknown sweep",
