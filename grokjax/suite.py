@@ -9,19 +9,24 @@ Suite file (`experiments/suites/*.suite`), one entry per line, `#` starts a comm
                              SUITE_FIGURES, e.g. width_scan, loss_precision)
 
 Running a suite (experiments/suite.py) prints the plan first (sweeps, runs, epochs and an
-estimated time), then runs `python -m experiments.reproduce ARG... --workdir=ROOT/NAME` for each
-sweep that is not finished, in a subprocess (a crash of one sweep stops the suite with its
-command; rerunning resumes it). A finished sweep (its metrics reach the planned num_epochs, its
-analysis and report exist) is skipped; an unfinished one is resumed by the same command. At the
-end ROOT/suite_report.md links every workdir's report and figures and the suite's own figures
-(ROOT/figures/).
+estimated time per sweep, labelled with its source), then runs `python -m experiments.reproduce
+ARG... --workdir=ROOT/NAME` for each sweep that is not finished, in a subprocess (a crash of one
+sweep stops the suite with its command; rerunning resumes it). A finished sweep (its metrics
+reach the planned num_epochs, its analysis and report exist) is skipped; an unfinished one is
+resumed by the same command. At the end ROOT/suite_report.md links every workdir's report and
+figures and the suite's own figures (ROOT/figures/).
 
-The time estimate (`estimate_s`) is a documented model, not a measurement: per sweep,
+The time estimate (grokjax/suite_timing.py) is measured: a started sweep's own pace from its
+checkpoints' times ('own rate'), else a few seconds of the sweep's compiled training program
+timed on this machine ('measured', cached in ROOT/plan_timings.json). The FLOP-count model below
+(`estimate_s`, 'model') is the instant fallback (`--nomeasure`):
   epochs × (STEP_OVERHEAD_S + runs × MODEL_EPOCH_S × work / MAINLINE_WORK) + per-sweep overhead
   + analysis, with `work` a count of multiply-adds per epoch (training rows × 3 for the backward,
   evaluation rows × 1). MODEL_EPOCH_S is calibrated on this project's 2-core CPU (one mainline
-  run 31 ms per epoch, 16 vmapped runs 34 ms per model-epoch: benchmarks/RESULTS.md); expect it
-  to be within a factor ≈ 1.5 for the paper's model shapes on a similar CPU.
+  run 31 ms per epoch, 16 vmapped runs 34 ms per model-epoch: benchmarks/RESULTS.md); it is
+  within a factor ≈ 1.5 for the paper's one-layer shapes on a similar CPU, but ≈ 3.5x low for
+  the 2-layer attention-only induction model. The analysis term (per checkpoint and run) is used
+  by every source.
 """
 from __future__ import annotations
 
@@ -133,17 +138,24 @@ def _mainline_work() -> float:
   return _work_per_epoch(make_config())
 
 
-def estimate_s(cfg) -> float:
-  """Estimated seconds to train, analyse and report one sweep on the reference CPU."""
-  runs, epochs = cfg.sweep.num_runs, cfg.train.num_epochs
+def model_s_per_epoch(cfg) -> float:
+  """The FLOP-count model's seconds per epoch of the whole sweep (see the module docstring)."""
   scale = _work_per_epoch(cfg) / _mainline_work()
-  train = epochs * (STEP_OVERHEAD_S + runs * MODEL_EPOCH_S * scale)
-  ckpts = epochs // cfg.train.checkpoint_every + 1
-  analysis = 0.0
-  if cfg.task in _modular_tasks():
-    size = (cfg.p / 113) ** 2 * (max(cfg.model.d_mlp, cfg.model.d_model) / 512)
-    analysis = ckpts * runs * ANALYSIS_CKPT_S * max(size, 0.05)
-  return train + analysis + SWEEP_OVERHEAD_S
+  return STEP_OVERHEAD_S + cfg.sweep.num_runs * MODEL_EPOCH_S * scale
+
+
+def analysis_s(cfg) -> float:
+  """The modelled analysis time: per checkpoint and run, scaled by the model's size."""
+  if cfg.task not in _modular_tasks():
+    return 0.0
+  ckpts = cfg.train.num_epochs // cfg.train.checkpoint_every + 1
+  size = (cfg.p / 113) ** 2 * (max(cfg.model.d_mlp, cfg.model.d_model) / 512)
+  return ckpts * cfg.sweep.num_runs * ANALYSIS_CKPT_S * max(size, 0.05)
+
+
+def estimate_s(cfg) -> float:
+  """The model's seconds to train, analyse and report one sweep on the reference CPU."""
+  return cfg.train.num_epochs * model_s_per_epoch(cfg) + analysis_s(cfg) + SWEEP_OVERHEAD_S
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,36 +164,57 @@ class Step:
   workdir: str
   runs: int
   epochs: int
-  estimate_s: float
+  estimate_s: float          # the whole sweep: train, analyse, report
   state: str                 # 'finished', 'new' or 'resume from epoch E'
+  remaining_s: float | None = None   # what is left to run (None: estimate_s, 0 when finished)
+  source: str = "model"      # of the estimate: 'measured', 'own rate' or 'model'
 
   @property
   def finished(self) -> bool:
     return self.state == "finished"
 
+  @property
+  def left_s(self) -> float:
+    if self.remaining_s is not None:
+      return self.remaining_s
+    return 0.0 if self.finished else self.estimate_s
 
-def state(workdir: str, epochs: int) -> str:
-  """'finished' when the metrics reach `epochs` and the analysis and report exist; else 'new'
-  or 'resume from epoch E'."""
+
+def _state(workdir: str, epochs: int) -> tuple[str, int | None]:
+  """`state` and the epoch reached (None: nothing trained)."""
   if not os.path.exists(os.path.join(workdir, results.CONFIG)):
-    return "new"
+    return "new", None
   prog = results.progress(workdir)
   analysed = os.path.isdir(os.path.join(workdir, results.ANALYSIS)) and any(
       n.endswith(".csv") for n in os.listdir(os.path.join(workdir, results.ANALYSIS)))
   if (prog.reached is not None and prog.reached >= epochs and analysed
           and os.path.exists(os.path.join(workdir, "report.md"))):
-    return "finished"
-  return f"resume from epoch {prog.reached or 0}"
+    return "finished", prog.reached
+  return f"resume from epoch {prog.reached or 0}", prog.reached
 
 
-def plan(suite: Suite, root: str, config_of: Callable[[Sweep], Any]) -> list[Step]:
-  """One Step per sweep; `config_of` turns a sweep's arguments into its validated Config."""
+def state(workdir: str, epochs: int) -> str:
+  """'finished' when the metrics reach `epochs` and the analysis and report exist; else 'new'
+  or 'resume from epoch E'."""
+  return _state(workdir, epochs)[0]
+
+
+def plan(suite: Suite, root: str, config_of: Callable[[Sweep], Any],
+         estimator: Any = None) -> list[Step]:
+  """One Step per sweep; `config_of` turns a sweep's arguments into its validated Config.
+  `estimator`: a `suite_timing.Estimator` (default: one that measures nothing, so new sweeps
+  get the model's estimate)."""
+  from grokjax import suite_timing
+  estimator = estimator or suite_timing.Estimator(root, measure=False)
   steps = []
-  for s in suite.sweeps:
+  for i, s in enumerate(suite.sweeps, 1):
     cfg = config_of(s)
     wd = os.path.join(root, s.name)
-    steps.append(Step(s, wd, cfg.sweep.num_runs, cfg.train.num_epochs, estimate_s(cfg),
-                      state(wd, cfg.train.num_epochs)))
+    st, reached = _state(wd, cfg.train.num_epochs)
+    e = estimator.estimate(s.name, s.args, cfg, wd, reached, st == "finished",
+                           label=f"[{i}/{len(suite.sweeps)}]")
+    steps.append(Step(s, wd, cfg.sweep.num_runs, cfg.train.num_epochs, e.total_s, st,
+                      e.remaining_s, e.source))
   return steps
 
 
@@ -189,16 +222,24 @@ def hours(seconds: float) -> str:
   return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+SOURCES = {"measured": "timed on this machine (at its load then)",
+           "own rate": "the sweep's pace so far",
+           "model": "FLOP-count model"}
+
+
 def plan_text(suite: Suite, steps: list[Step]) -> str:
-  todo = sum(s.estimate_s for s in steps if not s.finished)
+  todo = sum(s.left_s for s in steps)
   total = sum(s.estimate_s for s in steps)
+  used = [k for k in SOURCES if any(s.source == k for s in steps)]
   lines = [f"suite {suite.path}: {len(steps)} sweeps, {sum(s.runs for s in steps)} runs; "
-           f"estimated {hours(total)} in all, {hours(todo)} still to run "
-           "(documented per-model-epoch estimate, grokjax/suite.py)"]
+           f"estimated {hours(total)} in all, {hours(todo)} still to run ("
+           + "; ".join(f"{k}: {SOURCES[k]}" for k in used) + "; grokjax/suite_timing.py)"]
   w = max(len(s.sweep.name) for s in steps)
   for s in steps:
+    shown = s.estimate_s if s.finished else s.left_s
+    more = f" ({hours(s.estimate_s)} in all)" if s.state.startswith("resume") else ""
     lines.append(f"  {s.sweep.name:<{w}}  {s.runs:3d} runs × {s.epochs:6d} epochs  "
-                 f"≈ {hours(s.estimate_s):>7}  {s.state}")
+                 f"≈ {hours(shown):>7}  {s.source:<8}  {s.state}{more}")
   return "\n".join(lines)
 
 
@@ -232,7 +273,7 @@ def run(suite: Suite, root: str, steps: list[Step], log: Callable[[str], None] =
       log(f"{head}: finished, skipped")
       continue
     cmd = command(step)
-    log(f"{head}: {step.state} (≈ {hours(step.estimate_s)}): {shlex.join(cmd)}")
+    log(f"{head}: {step.state} (≈ {hours(step.left_s)}): {shlex.join(cmd)}")
     t0 = time.time()
     rc = execute(cmd)
     if rc != 0:

@@ -5,6 +5,7 @@ skipped and recorded for attention-only), Table 6 against a direct computation, 
 report, and a rerun that skips the finished sweeps."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokjax import checkpoint, data, evidence, measures, model, report, results, suite
+from grokjax import (checkpoint, data, evidence, measures, model, report, results, suite,
+                     suite_timing)
 from grokjax.config import ModelConfig
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -36,8 +38,8 @@ def done(tmp_path_factory):
     f.write(SUITE)
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   out = subprocess.run([sys.executable, "-m", "experiments.suite", f"--suite={path}",
-                        f"--root={root}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=580)
+                        f"--root={root}", "--nomeasure"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=580)
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
   return dict(path=path, root=root, stdout=out.stdout)
 
@@ -50,6 +52,9 @@ def _final(done, name: str) -> dict:
 def test_plan_printed_and_report_links_every_figure(done):
   out = done["stdout"]
   assert "2 sweeps, 2 runs; estimated" in out and "two_layer" in out and "new" in out
+  # --nomeasure (read before the plan reparses the flags): the model's estimate, nothing timed
+  assert "model: FLOP-count model" in out and "measuring" not in out
+  assert not os.path.exists(os.path.join(done["root"], suite_timing.CACHE))
   md = open(os.path.join(done["root"], suite.REPORT)).read()
   assert "![loss_precision_two_layer_attn_only](figures/loss_precision_two_layer_attn_only.png)" in md
   assert os.path.exists(os.path.join(done["root"], "figures",
@@ -113,6 +118,88 @@ def test_estimate_scales_with_the_work():
   assert suite.estimate_s(make_config(p=401)) > 5 * main
   assert suite.estimate_s(make_config(num_layers=2)) > 3 * main
   assert suite.estimate_s(make_config(seed=(0, 1, 2, 3))) > 3 * main
+
+
+def _one_sweep(tmp_path, **kw):
+  """A one-sweep suite and its config (p = 23, as TINY), without absl's flag parsing."""
+  from grokjax.config import make_config
+  path = tmp_path / "one.suite"
+  path.write_text(f"sweep tiny {TINY}\n")
+  cfg = make_config(p=23, d_model=16, num_epochs=200, checkpoint_every=100, eval_every=10, **kw)
+  return suite.parse(str(path)), cfg
+
+
+def test_measured_estimate_scales_with_epochs_and_is_cached(tmp_path):
+  s, cfg = _one_sweep(tmp_path)
+  root, calls, logs = str(tmp_path / "runs"), [], []
+
+  def timed(c):
+    calls.append(c)
+    return suite_timing.measure_sweep(c, timed_s=0.3)
+  step, = suite.plan(s, root, lambda _: cfg,
+                     suite_timing.Estimator(root, log=logs.append, measure_fn=timed))
+  assert (step.source, step.state, len(calls)) == ("measured", "new", 1)
+  assert suite_timing.Estimator(root).measure_fn is suite_timing.measure_sweep  # the default
+  assert any("measuring [1/1] tiny (1 run)…" in line for line in logs)
+  assert step.left_s == step.estimate_s > suite_timing.REST_OVERHEAD_S
+  entry, = json.load(open(os.path.join(root, suite_timing.CACHE)))["entries"].values()
+  assert entry["s_per_epoch"] > 0 and entry["epochs_timed"] >= 10
+  assert entry["args"] == list(s.sweeps[0].args)
+  assert entry["machine"]["cpu_count"] == os.cpu_count()
+  # a second plan (a new estimator: from the file) times nothing; the pace is per epoch
+  again = suite_timing.Estimator(root, measure_fn=timed)
+  longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_epochs=400))
+  e2, e4 = (again.estimate("tiny", (), c, "unused", None, False) for c in (cfg, longer))
+  assert len(calls) == 1 and e2.cached and e2.s_per_epoch == entry["s_per_epoch"]
+  assert e2.total_s == pytest.approx(step.estimate_s)
+  assert e4.total_s - e2.total_s == pytest.approx(
+      200 * entry["s_per_epoch"] + suite.analysis_s(longer) - suite.analysis_s(cfg))
+
+
+def test_timings_cache_is_keyed_by_config_and_machine(tmp_path, monkeypatch):
+  s, cfg = _one_sweep(tmp_path)
+  root, calls = str(tmp_path / "runs"), []
+  fake = lambda c: calls.append(c) or {"s_per_epoch": 0.01, "compile_s": 5.0, "epochs_timed": 20,
+                                       "timed_s": 2.0}
+  plan = lambda c, **kw: suite.plan(s, root, lambda _: c, suite_timing.Estimator(
+      root, log=lambda _: None, measure_fn=fake, **kw))[0]
+  step = plan(cfg)
+  assert step.estimate_s == pytest.approx(200 * 0.01 + 5.0 + suite_timing.REST_OVERHEAD_S
+                                          + suite.analysis_s(cfg))
+  assert plan(cfg).source == "measured" and len(calls) == 1
+  wider = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=32))
+  assert plan(wider, measure=False).source == "model"          # --nomeasure: nothing timed
+  assert plan(wider, only=("other",)).source == "model"        # --only without this sweep
+  assert plan(wider).source == "measured" and len(calls) == 2  # other arguments: measured anew
+  other = dict(suite_timing.machine(), cpu_count=(os.cpu_count() or 1) + 1)
+  monkeypatch.setattr(suite_timing, "machine", lambda: other)
+  assert plan(cfg).source == "measured" and len(calls) == 3    # another machine too
+  assert len(json.load(open(os.path.join(root, suite_timing.CACHE)))["entries"]) == 3
+
+
+def test_started_sweep_estimated_from_its_own_checkpoint_times(tmp_path):
+  s, cfg = _one_sweep(tmp_path)
+  cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_epochs=1000))
+  wd = tmp_path / "runs" / "tiny"
+  os.makedirs(wd)
+  results.write_json(str(wd / results.CONFIG), cfg.to_dict())
+  # epoch 0 at t = 0, a 30 s compile, 10 s per 100 epochs, a 1 000 s gap before epoch 300
+  for epoch, t in ((0, 0), (100, 40), (200, 50), (300, 1060), (400, 1070), (500, 1080)):
+    meta = wd / "checkpoints" / "params" / str(epoch) / "_CHECKPOINT_METADATA"
+    os.makedirs(meta.parent)
+    meta.write_text("{}")
+    os.utime(meta, (1e9 + t, 1e9 + t))
+  assert suite_timing.own_rate(str(wd)) == pytest.approx(0.1)
+
+  def never(c):
+    raise AssertionError("a started sweep with checkpoint times was measured")
+  step, = suite.plan(s, str(tmp_path / "runs"), lambda _: cfg,
+                     suite_timing.Estimator(str(tmp_path / "runs"), measure_fn=never))
+  assert (step.source, step.state) == ("own rate", "resume from epoch 500")
+  rest = suite.SWEEP_OVERHEAD_S + suite.analysis_s(cfg)
+  assert step.left_s == pytest.approx(500 * 0.1 + rest)
+  assert step.estimate_s == pytest.approx(1000 * 0.1 + rest)
+  assert "own rate: the sweep's pace so far" in suite.plan_text(s, [step])
 
 
 def test_two_layer_analysis_reads_the_final_block(done):
