@@ -58,12 +58,13 @@ class ModelTest(parameterized.TestCase):
     pos = tasks.from_config(config.make_config(task=task, num_data=8, eval_size=8)).loss_pos
     params = jax.tree.map(lambda x: 2 * x, model.init_params(cfg, jax.random.key(3)))
     tokens = jax.random.randint(jax.random.key(4), (5, cfg.n_ctx), 0, cfg.d_vocab)
-    plain = lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)]
-    sliced = lambda p: model.logits_at(cfg, p, tokens, pos)
+    # jitted: op by op, the transformer's forward and backward cost ~20 s per task here
+    plain = jax.jit(lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)])
+    sliced = jax.jit(lambda p: model.logits_at(cfg, p, tokens, pos))
     np.testing.assert_allclose(sliced(params), plain(params), rtol=1e-5, atol=1e-5)
     self.assertEqual("W_in" in params["blocks_0"], not attn_only)
-    g_plain = jax.grad(lambda p: jnp.sum(plain(p) ** 2))(params)
-    g_sliced = jax.grad(lambda p: jnp.sum(sliced(p) ** 2))(params)
+    g_plain = jax.jit(jax.grad(lambda p: jnp.sum(plain(p) ** 2)))(params)
+    g_sliced = jax.jit(jax.grad(lambda p: jnp.sum(sliced(p) ** 2)))(params)
     for a, b in zip(jax.tree.leaves(g_sliced), jax.tree.leaves(g_plain)):  # float32 sums
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
 
@@ -75,14 +76,15 @@ class ModelTest(parameterized.TestCase):
     params = jax.tree.map(lambda x: 2 * x, params)
     tokens = jnp.asarray(data.all_tokens(13))
     labels = jnp.asarray(data.labels("add", 13))
-    plain = model.apply(cfg.model, params, tokens)[:, -1]
-    fast = model.last_logits(cfg.model, params, tokens)
-    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=2e-6 * float(jnp.abs(plain).max()))
+    plain = jax.jit(lambda p: model.apply(cfg.model, p, tokens)[:, -1])
+    fast = jax.jit(lambda p: model.last_logits(cfg.model, p, tokens))
+    np.testing.assert_allclose(fast(params), plain(params), rtol=1e-5,
+                               atol=2e-6 * float(jnp.abs(plain(params)).max()))
 
     def loss(p, fn):
       return losses.cross_entropy(fn(p), labels, "float64").mean()
-    g_plain = jax.grad(loss)(params, lambda p: model.apply(cfg.model, p, tokens)[:, -1])
-    g_fast = jax.grad(loss)(params, lambda p: model.last_logits(cfg.model, p, tokens))
+    g_plain = jax.jit(jax.grad(lambda p: loss(p, plain)))(params)
+    g_fast = jax.jit(jax.grad(lambda p: loss(p, fast)))(params)
     chex.assert_trees_all_close(g_fast, g_plain, rtol=1e-4, atol=1e-6)
 
   def test_causal_mask(self):

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -150,12 +151,10 @@ class SequenceSweepTest(absltest.TestCase):
     cfg = config.make_config(task="digit_addition", batch_size=16, eval_size=32, num_epochs=100,
                              seed=(0, 1, 2), weight_decay=(0.1, 1.0), **TINY_SEQ)
     wd = os.path.join(tmpdir(self), "w")
-    self.assertEqual(runner.run_sweep(cfg, wd, log=lambda s: None), "trained")
     sw = sweep.Sweep(cfg)
-    state = sw.init()
-    for _ in range(2):
-      state, m = sw.chunk_fn(state, sw.run_data, sw.shared)
-    self.assertEqual(sw.chunk_fn._cache_size(), 1)
+    with mock.patch.object(runner, "Sweep", lambda c, devices=None: sw):
+      self.assertEqual(runner.run_sweep(cfg, wd, log=lambda s: None), "trained")
+    self.assertEqual(sw.chunk_fn._cache_size(), 1)  # every chunk of the 6 runs: one program
     rows = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
     self.assertLen(rows, 6 * 11)
     groups = [rows[-1][f"test_loss_digit{j}"] for j in range(6)]

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -75,7 +76,7 @@ class ImportTest(absltest.TestCase):
 class Float32LossTest(absltest.TestCase):
 
   def _f64(self, cfg):
-    sw = sweep.Sweep(cfg)
+    sw = self.built[cfg] = sweep.Sweep(cfg)
     state = sw.init()
     text = sw.chunk_fn.lower(state, sw.run_data, sw.shared).as_text()
     leaves = jax.tree.leaves((state, sw.run_data, sw.shared))
@@ -84,6 +85,7 @@ class Float32LossTest(absltest.TestCase):
 
   def test_nox64_float32_losses_use_no_64_bit_type(self):
     small = dict(p=23, d_model=32, num_heads=4, d_mlp=64, num_epochs=100, checkpoint_every=50)
+    self.built = {}
     self.assertTrue(self._f64(config.make_config(**small))[0])  # the paper's float64 loss
     with self.assertRaisesRegex(config.ConfigError, "^--x64: .*float32"):
       config.make_config(x64=False, **small)
@@ -93,10 +95,12 @@ class Float32LossTest(absltest.TestCase):
     # Saved and resumed without 64-bit types (this session has the flag on: the scope is off).
     with tempfile.TemporaryDirectory() as tmp:
       log = []
-      self.assertEqual(runner.run_sweep(cfg, tmp, log=log.append, stop_after_chunks=1,
-                                       state_every_s=0),
-                       "stopped")
-      self.assertEqual(runner.run_sweep(cfg, tmp, log=log.append, state_every_s=0), "trained")
+      # the Sweep built above, compiled once for both calls (as a resumed process would build)
+      with mock.patch.object(runner, "Sweep", lambda c, devices=None: self.built[c]):
+        self.assertEqual(runner.run_sweep(cfg, tmp, log=log.append, stop_after_chunks=1,
+                                         state_every_s=0),
+                         "stopped")
+        self.assertEqual(runner.run_sweep(cfg, tmp, log=log.append, state_every_s=0), "trained")
       self.assertTrue(any("resuming 2 runs at epoch 50/100" in l for l in log), log)
       with open(os.path.join(tmp, "metrics.jsonl")) as f:
         rows = [json.loads(l) for l in f]
