@@ -87,6 +87,15 @@ def _llc_axis(ax, c, tr: dict | None, color: str = "C3", label: str = "LLC",
   else:
     ax.plot(e, y, "o-", color=color, ms=2.5, lw=1.2, label=label)
     ax.fill_between(e, y - s, y + s, color=color, alpha=0.25, lw=0)
+    if (y < 0).any():
+      # λ̂ < 0: the chains found lower loss than w* (the checkpoint is not a minimum of the
+      # training loss at this nβ, e.g. while it still learns or where weight decay holds it
+      # off one). Such values can dwarf the rest: a symmetric log axis keeps both readable.
+      ax.axhline(0, color="0.5", lw=0.6)
+      big, small = float(np.abs(y).max()), float(np.abs(y[y != 0]).min())
+      if big > 100 * small:
+        ax.set_yscale("symlog", linthresh=max(small, big / 1e4))
+      ax.plot([], [], " ", label="λ̂ < 0: chains found lower loss than the checkpoint's")
   if tr is not None and "healthy" in tr:
     bad = tr["epoch"][~tr["healthy"].astype(bool)]
     sel = c[c["epoch"].isin(bad) & ok & ((c["llc"] > 0) | (not log))]

@@ -222,3 +222,17 @@ def test_figures(modular, sequence):
   assert plotting_llc.fig_llc_runs(figdata.Workdir(modular[0])).axes
   with pytest.raises(plotting_llc.Skip):
     plotting_llc.fig_llc_runs(figdata.Workdir(sequence[0]))
+
+
+def test_negative_estimates_get_a_symmetric_log_axis():
+  """λ̂ < 0 (chains below the checkpoint's loss: not a minimum at that nβ) can be 1000× the
+  positive values; the axis then stays readable for both (symlog), and stays linear otherwise."""
+  from matplotlib.figure import Figure
+  epochs = np.arange(0, 60, 10)
+  for llc, scale in (([-3e4, -20.0, -1.5, 2.0, 5.0, 6.0], "symlog"),
+                     ([-1.0, 20.0, 22.0, 25.0, 18.0, 12.0], "linear"),
+                     ([3.0, 20.0, 22.0, 25.0, 18.0, 12.0], "linear")):
+    c = pd.DataFrame({"epoch": epochs, "llc": llc, "llc_std": np.ones(6)})
+    ax = Figure().add_subplot()
+    plotting_llc._llc_axis(ax, c, None)
+    assert ax.get_yscale() == scale, llc
