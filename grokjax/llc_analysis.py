@@ -284,6 +284,9 @@ def _analyze(workdir, settings, every, seed, with_llc, ckpt_batch, only, log) ->
     cols[i], tables[i] = _read_table(_file(workdir, i, ".csv"))
     # Modular tables are the modular analysis's; rows are only added where there is none.
     base[i] = set(epochs) - set(tables[i]) if (not modular or not tables[i]) else set()
+    if not modular:  # rows read while a resumed sweep rewrote its metrics: filled in now
+      base[i] |= {e for e, r in tables[i].items()
+                  if e in epochs and _missing(r, "train_loss") and (i, e) in metrics}
     if not cols[i]:
       cols[i] = ["epoch", "train_loss", "test_loss"]
   chosen = chosen_epochs(epochs, every, cfg.train.checkpoint_every) if with_llc else []

@@ -236,3 +236,18 @@ def test_negative_estimates_get_a_symmetric_log_axis():
     ax = Figure().add_subplot()
     plotting_llc._llc_axis(ax, c, None)
     assert ax.get_yscale() == scale, llc
+
+
+def test_rows_without_losses_are_filled_in(sequence, tmp_path):
+  """A table row written while a resumed sweep was rewriting its metrics (losses missing, λ̂
+  present) gets its losses on the next run, its λ̂ kept, nothing recomputed."""
+  wd = sequence[0]
+  df = _csv(wd)
+  copy = str(tmp_path / "w")
+  shutil.copytree(wd, copy)
+  blank = df.copy()
+  blank.loc[blank["epoch"] == 50, ["train_loss", "test_loss"]] = np.nan
+  blank.to_csv(os.path.join(copy, "analysis", "run_0000.csv"), index=False)
+  out = llc_analysis.analyze_workdir(copy, TINY, log=quiet)
+  assert out["computed"] == 0
+  pd.testing.assert_frame_equal(_csv(copy), df)
