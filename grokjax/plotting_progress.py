@@ -173,7 +173,7 @@ def fig_seed_curves(wd: Workdir) -> Figure:
       if col in c:
         a.plot(c["epoch"], c[col], color=color, label=label)
     a.set_yscale("log")
-    a.set_title(f"loss, {wd.label(run, ('seed', 'split_seed'))}", fontsize=8)
+    a.set_title(f"loss, {wd.run_label(run)}", fontsize=8)  # the swept values, e.g. seed or L1
     a.legend(fontsize=6)
     a = ax[row, 1]
     shade_phases(a, phases)
@@ -184,5 +184,5 @@ def fig_seed_curves(wd: Workdir) -> Figure:
     a.legend(fontsize=6)
   for a in ax[-1]:
     a.set_xlabel("epoch")
-  fig.suptitle("Figs 18–19: loss and Gini for each seed", fontsize=11)
+  fig.suptitle("Figs 18–19: loss and Gini for each run", fontsize=11)
   return fig
