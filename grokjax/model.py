@@ -144,11 +144,12 @@ def logits_at(cfg: ModelConfig, params: Params, tokens_BxL: jax.Array,
     return _last_logits_one_layer(cfg, params, tokens_BxL, dropout)[:, None]
   if tuple(positions) == tuple(range(L)):
     return apply(cfg, params, tokens_BxL, dropout)
-  if dropout is None and L > 3:
-    # Sequence tasks read few positions (5-digit addition 6 of 18, the skip trigram 1): the last
-    # block runs its queries, MLP and unembedding there alone. Tested equal to the slice of the
-    # plain model. (With dropout the masks' shape would change; the 3-token modular tasks keep
-    # the path their golden metrics were recorded with.)
+  if dropout is None and (L > 3 or cfg.num_layers > 1):
+    # Sequence tasks read few positions (5-digit addition 6 of 18, the skip trigram 1) and a
+    # 2-layer modular model reads 1 of 3: the last block runs its queries, MLP and unembedding
+    # there alone. Tested equal to the slice of the plain model. (With dropout the masks' shape
+    # would change; the 1-layer modular path above and dropout runs keep the path their golden
+    # metrics were recorded with.)
     return apply(cfg, params, tokens_BxL, None, tuple(positions))
   return apply(cfg, params, tokens_BxL, dropout)[:, jnp.asarray(positions)]
 

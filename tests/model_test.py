@@ -51,12 +51,17 @@ class ModelTest(parameterized.TestCase):
       config.make_config(embed_std=0.0)
 
   @parameterized.parameters(("digit_addition", False, 1), ("skip_trigram", True, 1),
-                            ("repeated_subsequence", True, 2))
+                            ("repeated_subsequence", True, 2), ("add", False, 2))
   def test_loss_positions_only_equal_the_plain_model(self, task, attn_only, layers):
+    data = dict(p=23) if task == "add" else dict(num_data=8, eval_size=8)
     cfg = config.make_config(task=task, d_model=16, num_heads=2, attn_only=attn_only,
-                             num_layers=layers, num_data=8, eval_size=8).model
-    pos = tasks.from_config(config.make_config(task=task, num_data=8, eval_size=8)).loss_pos
-    params = jax.tree.map(lambda x: 2 * x, model.init_params(cfg, jax.random.key(3)))
+                             num_layers=layers, **data).model
+    pos = tasks.from_config(config.make_config(task=task, **data)).loss_pos
+    # Doubled weights make the sequence models' attention non-trivial; in the 3-token modular
+    # model they saturate the second block's softmax, whose float32 W_Q/W_K gradients are then
+    # cancellation noise in either path (they agree to 1e-6 in float64).
+    scale = 1.0 if task == "add" else 2.0
+    params = jax.tree.map(lambda x: scale * x, model.init_params(cfg, jax.random.key(3)))
     tokens = jax.random.randint(jax.random.key(4), (5, cfg.n_ctx), 0, cfg.d_vocab)
     # jitted: op by op, the transformer's forward and backward cost ~20 s per task here
     plain = jax.jit(lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)])
