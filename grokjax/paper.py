@@ -62,6 +62,15 @@ TABLE5_FRAC = {
     0.9: (0.79, 0.88, [3, 26, 34, 43], 0.986, 0.987, 0.003),
 }
 TABLE5_SOURCE = "SPEC §4.2 [PAPER] (paper Table 5)"
+# Table 5's other rows, as ranges over the paper's models of that kind (SPEC §4.2 [PAPER]).
+TABLE5_KINDS = {
+    "2-layer": "2-layer (×5): Gini 0.55–0.68/0.71–0.80, 3–5 key freqs, logit FVE 84–92 %, "
+               "MLP FVE 72–95 %",
+    "dropout": "dropout (×6): Gini 0.19–0.26/0.45–0.56, 5–9 key freqs, logit FVE 71–89 %, "
+               "MLP FVE 65–89 %",
+    "p53": "unnamed rows with k ≤ 26 (P = 53? UNVERIFIED; ×6): Gini 0.56–0.76/0.68–0.83, 3–4 "
+           "key freqs, logit FVE 88–98 %, MLP FVE 90–98 %",
+}
 
 FRAC_BOUNDARY = Number(
     "groks for 30–50 % of pairs; ≥ 60 % generalises immediately; 10 % and 20 % do not grok "

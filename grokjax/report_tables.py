@@ -112,27 +112,37 @@ def table4_markdown(wd: Workdir) -> str:
 
 
 def table5_markdown(wd: Workdir) -> str:
-  """Table 5 for every analysed run, with the paper's row for the same data fraction."""
+  """Table 5 for every analysed run, with the paper's row for the same data fraction (p = 113,
+  λ = 1) or the range of its rows of the same kind (2-layer, dropout, the unnamed k ≤ 26 rows
+  beside P = 53)."""
   runs = wd.analysed_runs()
   if not runs:
     return "_Table 5 skipped: no analysed runs._"
   rows, halted = [], halted_runs(wd)
+  layers = wd.config.get("model", {}).get("num_layers", 1)
   for run in runs:
     f, r = wd.final(run), wd.run_info(run)
     ref = ""
     t5 = paper.TABLE5_FRAC.get(round(r["frac_train"], 3))
-    if t5 and wd.p == 113 and math.isclose(r["weight_decay"], 1.0):
+    if r.get("dropout", 0) > 0:
+      ref = paper.TABLE5_KINDS["dropout"]
+    elif layers == 2:
+      ref = paper.TABLE5_KINDS["2-layer"]
+    elif wd.p == 53:
+      ref = paper.TABLE5_KINDS["p53"]
+    elif t5 and wd.p == 113 and math.isclose(r["weight_decay"], 1.0):
       ref = (f"Gini {t5[0]:.2f}/{t5[1]:.2f}, key {t5[2]}, logit FVE {pct(t5[3])}, "
              f"MLP FVE {pct(t5[4])} [{100 * t5[5]:.1f}]")
     mlp = (f"{pct(f.get('mlp_fve_mean'))} [{100 * f['mlp_fve_std']:.1f}]"
            if f.get("mlp_fve_std") is not None else pct(f.get("mlp_fve_mean")))
-    rows.append([run_cell(run, halted), r["seed"], fmt(r["weight_decay"]),
+    extra = tuple(k for k in ("dropout", "l1") if r.get(k))   # the other regularisers, if on
+    rows.append([run_cell(run, halted), wd.label(run, ("seed", "weight_decay") + extra),
                  fmt(r["frac_train"]), fmt(f.get("loss_test")), fmt(f.get("gini_W_E"), 2),
                  mlp_cell(f, fmt(f.get("gini_W_L"), 2)), f.get("key_freqs"),
                  pct(f.get("logit_fve")), mlp_cell(f, mlp), ref])
-  header = ["run", "seed", "λ", "frac", "test loss", "Gini(W_E)", "Gini(W_L)", "key freqs",
-            "logit FVE", "MLP FVE [sd]", f"paper, same fraction ({paper.TABLE5_SOURCE})"]
-  if not any(r[-1] for r in rows):  # no run has the paper's setting (p = 113, λ = 1)
+  header = ["run", "setting", "frac", "test loss", "Gini(W_E)", "Gini(W_L)", "key freqs",
+            "logit FVE", "MLP FVE [sd]", f"paper, same kind of model ({paper.TABLE5_SOURCE})"]
+  if not any(r[-1] for r in rows):  # no run has a setting of the paper's table
     header, rows = header[:-1], [r[:-1] for r in rows]
   return md_table(header, rows)
 

@@ -1,7 +1,9 @@
 """A suite: named sweeps trained, analysed and reported one after another, then one page that
 links every figure of every workdir plus figures across workdirs (`plotting_suite`).
 
-Suite file (`experiments/suites/*.suite`), one entry per line, `#` starts a comment line:
+Suite file (`experiments/suites/*.suite`), one entry per line, `#` starts a comment line (the
+comment block right above a sweep, up to a blank line, is its note in the suite report: say
+there which figures and tables of the paper it reproduces):
 
   sweep NAME ARG...          a sweep: `experiments.reproduce` arguments (a --flagfile and/or
                              flags; flags after the flagfile override it), trained in ROOT/NAME
@@ -53,6 +55,7 @@ ANALYSIS_CKPT_S = 0.024   # per checkpoint and run at the mainline size (9.5 s /
 class Sweep:
   name: str
   args: tuple[str, ...]
+  note: str = ""   # the comment lines right above it (what it reproduces), for the report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +77,17 @@ def parse(path: str) -> Suite:
   from grokjax.plotting_suite import SUITE_FIGURES
   sweeps: list[Sweep] = []
   figures: list[tuple[str, tuple[str, ...]]] = []
+  comment: list[str] = []   # the comment block above the current line (reset by a blank)
   with open(path) as f:
     for n, raw in enumerate(f, 1):
       line = raw.strip()
-      if not line or line.startswith("#"):
+      if not line:
+        comment = []
         continue
+      if line.startswith("#"):
+        comment.append(line.lstrip("#").strip())
+        continue
+      note, comment = " ".join(comment), []
       where = f"{path}:{n}"
       words = shlex.split(line)
       if words[0] == "sweep" and len(words) >= 3:
@@ -89,7 +98,7 @@ def parse(path: str) -> Suite:
           raise SuiteError(f"{where}: sweep {name!r} defined twice")
         if any(a.startswith("--workdir") for a in words[2:]):
           raise SuiteError(f"{where}: --workdir is set by the suite (ROOT/{name})")
-        sweeps.append(Sweep(name, tuple(words[2:])))
+        sweeps.append(Sweep(name, tuple(words[2:]), note))
       elif words[0] == "figure" and len(words) >= 3:
         if words[1] not in SUITE_FIGURES:
           raise SuiteError(f"{where}: figure kind {words[1]!r}; known: "
@@ -315,8 +324,9 @@ def write_report(suite: Suite, root: str, steps: list[Step],
   for step in steps:
     name, wd = step.sweep.name, step.workdir
     st = state(wd, step.epochs)
-    parts += [f"### {name}", "", f"`{shlex.join(step.sweep.args)}`: {step.runs} runs × "
-              f"{step.epochs} epochs; {st}.", ""]
+    parts += [f"### {name}", ""] + ([f"> {step.sweep.note}", ""] if step.sweep.note else [])
+    parts += [f"`{shlex.join(step.sweep.args)}`: {step.runs} runs × {step.epochs} epochs; {st}.",
+              ""]
     if os.path.exists(os.path.join(wd, "report.md")):
       parts += [f"Report: [{name}/report.md]({name}/report.md)", ""]
     manifest = os.path.join(wd, "figures", "manifest.json")

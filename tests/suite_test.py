@@ -24,6 +24,8 @@ from grokjax.config import ModelConfig
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TINY = "--p=23 --d_model=16 --num_epochs=200 --checkpoint_every=100 --eval_every=10"
 SUITE = f"""# a tiny suite
+
+# Figs 22-23: a 2-layer model
 sweep two_layer {TINY} --num_layers=2
 sweep attn_only {TINY} --attn_only --loss_dtype=float32
 figure loss_precision two_layer attn_only
@@ -59,6 +61,9 @@ def test_plan_printed_and_report_links_every_figure(done):
   assert "![loss_precision_two_layer_attn_only](figures/loss_precision_two_layer_attn_only.png)" in md
   assert os.path.exists(os.path.join(done["root"], "figures",
                                      "loss_precision_two_layer_attn_only.png"))
+  # a sweep's comment block is its note (the file's header, above a blank line, is not)
+  assert "### two_layer\n\n> Figs 22-23: a 2-layer model\n" in md and "a tiny suite" not in md
+  assert "### attn_only\n\n`" in md
   for name in ("two_layer", "attn_only"):
     assert f"({name}/report.md)" in md
     manifest = json.load(open(os.path.join(done["root"], name, "figures", "manifest.json")))
@@ -214,6 +219,8 @@ def test_two_layer_analysis_reads_the_final_block(done):
   curve = pd.read_csv(os.path.join(wd, "analysis", "run_0000.csv"))
   assert {"excluded_loss_train", "restricted_loss_all", "gini_W_L"} <= set(curve.columns)
   assert list(curve["epoch"]) == [0, 100, 200]
+  # Table 5 sets the paper's 2-layer rows beside it
+  assert "2-layer (×5)" in report.table5_markdown(report.Workdir(wd))
 
 
 def test_table6_matches_a_direct_computation(done):
