@@ -43,7 +43,7 @@ def _curves(workdirs: list[Workdir]) -> list[tuple[str, object]]:
       m = wd.run_metrics(r["run"])
       if m.empty:
         continue
-      extra = f", {wd.label(r['run'])}" if len(wd.runs) > 1 else ""
+      extra = f", {wd.run_label(r['run'])}" if len(wd.runs) > 1 else ""
       out.append((f"{_dtype(wd)}{extra}", m))
   if not out:
     raise Skip("no metrics in any workdir of the precision study")
@@ -90,6 +90,68 @@ def draw(workdirs: list[Workdir]) -> Figure:
                f"{phases.SPIKE_FACTOR:g}× its running minimum after it fell below "
                f"{MEMORIZED:g}); authors' float32 run grey ({ref.source})", fontsize=10)
   return fig
+
+
+def _first_below(e, x, level: float) -> int | None:
+  x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=np.inf)
+  hit = np.flatnonzero(x < level)
+  return int(np.asarray(e)[hit[0]]) if hit.size else None
+
+
+def _row(label: str, e, train, test_e, test, collapsed=None) -> dict:
+  spikes = count_spikes(e, train)
+  row = dict(label=label, last=int(np.asarray(e).max()), memorised=_first_below(e, train, MEMORIZED),
+             grokked=_first_below(test_e, test, MEMORIZED), spikes=spikes,
+             final=(float(np.asarray(train)[-1]), float(np.asarray(test)[-1])))
+  if collapsed is not None and np.isfinite(collapsed).any():
+    i = int(np.nanargmax(collapsed))
+    row["collapsed"] = (float(collapsed[i]), int(np.asarray(e)[i]))
+  return row
+
+
+def _vs_float64(m, ref) -> str:
+  """Median and largest |log10| ratio of the train loss to the float64 run's at the same
+  epochs (after both fell below MEMORIZED: before that the curves are equal to a few %)."""
+  both = m.merge(ref, on="epoch", suffixes=("", "_64"))
+  x, y = both["train_loss"].to_numpy(np.float64), both["train_loss_64"].to_numpy(np.float64)
+  keep = (x < MEMORIZED) & (y < MEMORIZED) & (x > 0) & (y > 0)
+  if not keep.any():
+    return "—"
+  r = np.abs(np.log10(x[keep] / y[keep]))
+  return f"×{10 ** np.median(r):.2g} median, ×{10 ** r.max():.2g} max"
+
+
+def precision_table(paths: list[str]) -> str:
+  """Markdown: per loss dtype (and the authors' float32 run) the epochs at which the train and
+  test loss first fell below 1e-2, the spikes counted, the largest collapsed fraction, the last
+  losses, and how far the train loss stays from the float64 run's (ratio at equal epochs)."""
+  from grokjax.report_tables import fmt, md_table, spikes_text
+  wds = [Workdir(p) for p in paths]
+  rows, ref64 = [], None
+  for wd in wds:
+    if wd.metrics is not None and _dtype(wd) == "float64" and len(wd.runs) == 1:
+      ref64 = wd.run_metrics(wd.runs[0]["run"])[["epoch", "train_loss"]]
+  for label, m in _curves(wds):
+    col = m["train_collapsed"].to_numpy(np.float64) if "train_collapsed" in m else None
+    row = _row(label, m["epoch"], m["train_loss"], m["epoch"], m["test_loss"], col)
+    row["vs64"] = ("(reference)" if label.startswith("float64") else
+                   _vs_float64(m[["epoch", "train_loss"]], ref64) if ref64 is not None else "—")
+    rows.append(row)
+  a = paper.low_precision_curve()
+  xmax = max(r["last"] for r in rows)
+  k, t = a.train_epochs <= xmax, a.test_epochs <= xmax
+  auth = _row(f"authors, float32 (to {xmax})", a.train_epochs[k], a.train_loss[k],
+              a.test_epochs[t], a.test_loss[t])
+  auth["vs64"] = "—"
+  cells = []
+  for r in rows + [auth]:
+    c = r.get("collapsed")
+    cells.append([r["label"], fmt(r["memorised"]), fmt(r["grokked"]),
+                  f"{len(r['spikes'])}: {spikes_text(r['spikes'], most=3)}",
+                  "—" if c is None else f"{100 * c[0]:.1f} % (epoch {fmt(c[1])})",
+                  f"{fmt(r['final'][0])} / {fmt(r['final'][1])}", r["vs64"]])
+  return md_table(["loss", "train < 1e-2", "test < 1e-2", "spikes: epoch (peak)",
+                   "most collapsed", "last train / test loss", "train loss vs float64"], cells)
 
 
 def fig_loss_precision_multi(paths: list[str]) -> Figure:

@@ -82,3 +82,7 @@ SUITE_FIGURES: dict[str, tuple[Callable[[list[str]], Figure], str]] = {
                        "App. D.2: float32 vs float64 vs float32_stable loss from one init"),
 }
 
+# Tables drawn under a suite figure of the same kind: kind -> (workdir paths -> markdown).
+SUITE_TABLES: dict[str, Callable[[list[str]], str]] = {
+    "loss_precision": plotting_precision.precision_table,
+}

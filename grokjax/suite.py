@@ -294,7 +294,7 @@ def run(suite: Suite, root: str, steps: list[Step], log: Callable[[str], None] =
 
 def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[str]:
   from grokjax import plotting
-  from grokjax.plotting_suite import SUITE_FIGURES
+  from grokjax.plotting_suite import SUITE_FIGURES, SUITE_TABLES
   out = []
   os.makedirs(os.path.join(root, FIG_DIR), exist_ok=True)
   for kind, members in suite.figures:
@@ -309,6 +309,8 @@ def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[
     fig.savefig(os.path.join(root, rel), dpi=110)
     log(f"wrote {os.path.join(root, rel)}")
     out += [f"### {caption}", "", f"Sweeps: {', '.join(members)}.", "", f"![{name}]({rel})", ""]
+    if kind in SUITE_TABLES:
+      out += [SUITE_TABLES[kind]([os.path.join(root, m) for m in members]), ""]
   return out
 
 

@@ -61,6 +61,8 @@ def test_plan_printed_and_report_links_every_figure(done):
   assert "![loss_precision_two_layer_attn_only](figures/loss_precision_two_layer_attn_only.png)" in md
   assert os.path.exists(os.path.join(done["root"], "figures",
                                      "loss_precision_two_layer_attn_only.png"))
+  # the precision table under it: a row per dtype and the authors' float32 run
+  assert "| train loss vs float64 |" in md and "| float32 | " in md and "| authors, float32" in md
   # a sweep's comment block is its note (the file's header, above a blank line, is not)
   assert "### two_layer\n\n> Figs 22-23: a 2-layer model\n" in md and "a tiny suite" not in md
   assert "### attn_only\n\n`" in md
