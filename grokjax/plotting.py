@@ -177,14 +177,20 @@ def _sweep_panels(wd: Workdir, axis: str, fixed: str, title: str) -> Figure:
   return fig
 
 
+# The appendix's other primes (Figs 24-25) are the same panels at another p.
+OTHER_PRIMES = {53: "Fig 24: P = 53", 109: "Fig 24: P = 109", 401: "Fig 25: P = 401"}
+
+
 def fig_frac_sweep(wd: Workdir) -> Figure:
   """Fig 20: train/test loss per data fraction (authors' sweep overlaid where it matches)."""
-  return _sweep_panels(wd, "frac_train", "weight_decay", "Fig 20: data-fraction sweep")
+  fig = OTHER_PRIMES.get(wd.p, "Fig 20")
+  return _sweep_panels(wd, "frac_train", "weight_decay", f"{fig}: data-fraction sweep")
 
 
 def fig_wd_sweep(wd: Workdir) -> Figure:
   """Fig 27: train/test loss per weight decay (authors' λ=0.1 run overlaid where it matches)."""
-  return _sweep_panels(wd, "weight_decay", "frac_train", "Fig 27: weight-decay sweep")
+  fig = OTHER_PRIMES.get(wd.p, "Fig 27")
+  return _sweep_panels(wd, "weight_decay", "frac_train", f"{fig}: weight-decay sweep")
 
 
 def fig_frac_thresholds(wd: Workdir, thresh: float = 1e-6) -> Figure:
