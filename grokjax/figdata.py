@@ -49,7 +49,12 @@ class Workdir:
   def run_info(self, run: int) -> dict[str, Any]:
     return next(r for r in self.runs if r["run"] == run)
 
-  def label(self, run: int, keys: tuple[str, ...] = ("seed", "weight_decay", "frac_train")) -> str:
+  def label(self, run: int, keys: tuple[str, ...] | None = None) -> str:
+    """'seed 0, λ 1, frac 0.3' (the default keys), plus any other axis that varies in the sweep
+    (dropout, L1, ...), so that no two runs of a sweep share a label."""
+    if keys is None:
+      base = ("seed", "weight_decay", "frac_train")
+      keys = base + tuple(a for a in self.varying_axes() if a not in base)
     r = self.run_info(run)
     short = dict(seed="seed", weight_decay="λ", frac_train="frac", split_seed="split", lr="lr",
                  dropout="dropout", l1="L1", grokfast_alpha="α", grokfast_lamb="λ_gf")
