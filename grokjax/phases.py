@@ -18,7 +18,8 @@ Boundaries that are not reached are None (e.g. a run that never groks has no cir
 end and no cleanup end). NaN values (diverged checkpoints) are ignored.
 
 `loss_spikes` finds the late instabilities (slingshot-like spikes, paper App. D.2) in a logged
-train-loss curve: excursions above 10 × the running minimum after a given epoch.
+train-loss curve: sudden rises above 10 × the loss's minimum over the previous 200 epochs,
+after a given epoch.
 """
 from __future__ import annotations
 
@@ -73,16 +74,36 @@ def detect(epochs: Sequence[float], test_loss: Sequence[float],
 SPIKE_FACTOR = 10.0
 SPIKE_FLOOR = 1e-6
 SPIKE_GAP = 500
+SPIKE_WINDOW = 200   # epochs: a slingshot rises ≥ 10× within a few epochs
+
+
+def _trailing_min(e: np.ndarray, x: np.ndarray, window: float) -> np.ndarray:
+  """min(x[j]) over the points with e[i] − window ≤ e[j] ≤ e[i] (NaN skipped): a monotonic
+  deque, O(n) for any spacing of the epochs."""
+  from collections import deque
+  x = np.where(np.isfinite(x), x, np.inf)
+  out, q = np.empty_like(x), deque()
+  for i in range(x.size):
+    while q and x[q[-1]] >= x[i]:
+      q.pop()
+    q.append(i)
+    while e[q[0]] < e[i] - window:
+      q.popleft()
+    out[i] = x[q[0]]
+  return out
 
 
 def loss_spikes(epochs: Sequence[float], loss: Sequence[float], after: float | None = None,
                 factor: float = SPIKE_FACTOR, floor: float = SPIKE_FLOOR,
-                gap: int = SPIKE_GAP) -> list[tuple[int, float]]:
-  """[(first epoch, peak loss)] of each excursion of `loss` above `factor` × its running minimum
-  (and above `floor`) at epochs > `after` (None: the whole curve). Excursions less than `gap`
-  epochs apart are one spike. NaN values (diverged checkpoints) are skipped."""
+                gap: int = SPIKE_GAP, window: int = SPIKE_WINDOW) -> list[tuple[int, float]]:
+  """[(first epoch, peak loss)] of each excursion of `loss` above `factor` × its minimum over
+  the previous `window` epochs (and above `floor`) at epochs > `after` (None: the whole curve).
+  Excursions less than `gap` epochs apart are one spike. NaN values (diverged checkpoints) are
+  skipped. The trailing minimum (not the all-time one) ends an excursion once the loss decays
+  again: slingshots that recur before the loss regains its old minimum (the float32 loss, App.
+  D.2) are separate spikes, and a slow drift up is none."""
   e, x, _ = _sorted_curve(epochs, loss, "loss")
-  running_min = np.fmin.accumulate(np.where(np.isfinite(x), x, np.inf))
+  running_min = _trailing_min(e, x, window)
   out: list[list[Any]] = []
   last = None
   for ei, xi, mi in zip(e, x, running_min):

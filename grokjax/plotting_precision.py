@@ -87,8 +87,9 @@ def draw(workdirs: list[Workdir]) -> Figure:
   if ax[0, 1].lines:
     ax[0, 1].legend(fontsize=6)
   fig.suptitle("App. D.2: loss precision (spikes: train loss > "
-               f"{phases.SPIKE_FACTOR:g}× its running minimum after it fell below "
-               f"{MEMORIZED:g}); authors' float32 run grey ({ref.source})", fontsize=10)
+               f"{phases.SPIKE_FACTOR:g}× its minimum over the previous {phases.SPIKE_WINDOW} "
+               f"epochs, after it fell below {MEMORIZED:g}); authors' float32 run grey "
+               f"({ref.source})", fontsize=10)
   return fig
 
 

@@ -307,8 +307,8 @@ def build_report(workdir: str, manifest: list[dict[str, Any]] | None = None) -> 
             "Phase: *never* (test loss never < 1e-2), *grokking* (test loss < 1e-2 at least "
             f"×{paper.GROK_RATIO:g} later than train loss; calibrated on the authors' "
             "data-fraction sweep, SPEC §5.2), *immediate* (otherwise). Spikes: the logged train "
-            f"loss rising above {phases.SPIKE_FACTOR:g}× its running minimum (and above "
-            f"{phases.SPIKE_FLOOR:g}) after the test loss reached 1e-2 (after the train loss did, "
+            f"loss rising above {phases.SPIKE_FACTOR:g}× its minimum over the previous "
+            f"{phases.SPIKE_WINDOW} epochs (and above {phases.SPIKE_FLOOR:g}) after the test loss reached 1e-2 (after the train loss did, "
             "for runs that never generalise) — slingshot-like instabilities (App. D.2); "
             f"excursions within {phases.SPIKE_GAP} epochs count once.", "", grok_markdown(wd), ""]
   return "\n".join(parts + _not_drawn(skipped))

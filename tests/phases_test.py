@@ -70,6 +70,20 @@ class SpikesTest(absltest.TestCase):
     self.assertEqual(phases.loss_spikes(e, loss, gap=50), [(3000, 0.2), (3300, 0.5),
                                                           (7000, 1e-3)])
 
+  def test_recurring_slingshots_count_separately(self):
+    # float32-loss-like: a jump to 1e-2 every 1 200 epochs, each decaying slowly to 2e-6, above
+    # the first minimum 1e-7 (an all-time minimum would merge them into one endless spike)
+    e = np.arange(0, 8000, 10)
+    loss = np.where(e < 1200, 1e-7, 0.0)
+    since = (e - 1200) % 1200
+    late = e >= 1200
+    loss[late] = 1e-2 * np.exp(-since[late] / 1200 * np.log(1e-2 / 2e-6))
+    starts = [s for s, _ in phases.loss_spikes(e, loss)]
+    self.assertEqual(starts, [1200, 2400, 3600, 4800, 6000, 7200])
+    # a slow drift up by 100x over 4 000 epochs is no spike
+    drift = 1e-6 * np.exp(e / 4000 * np.log(100))
+    self.assertEqual(phases.loss_spikes(e, drift), [])
+
   def test_smooth_curves_and_nan_have_none(self):
     e = np.arange(0, 5000, 10)
     loss = np.exp(-e / 300.0) + 1e-7
