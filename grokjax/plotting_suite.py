@@ -3,7 +3,9 @@
   * `width_scan`: the no-weight-decay width scan (d_model 8…1024; a width is a shape, so each
     is its own sweep): final train / test loss against d_model, and the test-loss curves, with
     the authors' scan (`no_wd_width_scan`, SPEC §5.1) overlaid;
-  * `loss_precision`: the float32 / float64 / float32_stable study (`plotting_precision.py`).
+  * `loss_precision`: the float32 / float64 / float32_stable study (`plotting_precision.py`);
+  * `regularisers`: Fig 28, dropout and L1 runs (λ = 0) per setting, with a table of their
+    grokking epochs and Gini coefficients beside the paper's claims.
 
 Each takes the workdir paths and returns a Figure, or raises `plotting.Skip`.
 """
@@ -75,14 +77,77 @@ def fig_width_scan(paths: list[str]) -> Figure:
   return fig
 
 
+def _regulariser(r: dict) -> str:
+  """'dropout 0.2', 'L1 0.0001', or 'λ 1' (weight decay alone) for a run of sweep.json."""
+  if r.get("dropout"):
+    return f"dropout {r['dropout']:g}"
+  if r.get("l1"):
+    return f"L1 {r['l1']:g}"
+  return f"λ {r['weight_decay']:g}"
+
+
+def _regulariser_runs(paths: list[str]) -> dict[str, list[tuple[Workdir, dict]]]:
+  groups: dict[str, list[tuple[Workdir, dict]]] = {}
+  for p in paths:
+    wd = Workdir(p)
+    if wd.metrics is None:
+      continue
+    for r in wd.runs:
+      groups.setdefault(_regulariser(r), []).append((wd, r))
+  if not groups:
+    raise Skip("no metrics in any workdir of the regulariser study yet")
+  return groups
+
+
+def fig_regularisers(paths: list[str]) -> Figure:
+  """Fig 28: one panel per regulariser setting (dropout rate, L1 coefficient), each seed's train
+  (solid) and test (dashed) loss."""
+  groups = _regulariser_runs(paths)
+  fig, ax = plotting._fig(1, len(groups), w=4.2, h=3.6, sharey=True)
+  for a, (name, runs) in zip(ax[0], groups.items()):
+    for i, (wd, r) in enumerate(runs):
+      m = wd.run_metrics(r["run"])
+      c = plotting._color(i)
+      a.plot(m["epoch"], m["train_loss"], ls=TRAIN, color=c, lw=1.0, label=f"seed {r['seed']}")
+      a.plot(m["epoch"], m["test_loss"], ls=TEST, color=c, lw=1.0)
+    lam = {f"{r['weight_decay']:g}" for _, r in runs}
+    plotting._loss_axes(a, f"{name} (λ = {', '.join(sorted(lam))})")
+    a.legend(fontsize=6)
+  fig.suptitle("Fig 28: other regularisers; train solid, test dashed", fontsize=10)
+  return fig
+
+
+def regularisers_table(paths: list[str]) -> str:
+  """Markdown: per run its regulariser, the epochs of train / test loss < 1e-2, the last test
+  accuracy and the final Gini coefficients (when analysed), beside the paper's claim."""
+  from grokjax.report_tables import fmt, md_table, pct
+  rows = []
+  for name, runs in _regulariser_runs(paths).items():
+    for wd, r in runs:
+      g = wd.grok_table().set_index("run").loc[r["run"]]
+      m = wd.run_metrics(r["run"]).sort_values("epoch")
+      f = wd.final(r["run"]) or {}
+      claim = (f"{paper.TABLE5_KINDS['dropout']} (Table 5)" if r.get("dropout") else
+               "L1 never groks (Fig 28)" if r.get("l1") else "")
+      rows.append([name, r["seed"], fmt(g["memorized"]),
+                   fmt(g["grokked"]) if g["grokked"] is not None and g["grokked"] == g["grokked"]
+                   else f"never (≤ {fmt(g['last_epoch'])})",
+                   pct(float(m["test_acc"].iloc[-1])), fmt(f.get("gini_W_E"), 2),
+                   fmt(f.get("gini_W_L"), 2), claim])
+  return md_table(["regulariser", "seed", "train < 1e-2", "test < 1e-2", "last test acc",
+                   "Gini(W_E)", "Gini(W_L)", "paper (SPEC §2, §4.2 [PAPER])"], rows)
+
+
 SUITE_FIGURES: dict[str, tuple[Callable[[list[str]], Figure], str]] = {
     "width_scan": (fig_width_scan, "No-weight-decay width scan: loss against d_model, the "
                    "authors' scan overlaid"),
     "loss_precision": (plotting_precision.fig_loss_precision_multi,
                        "App. D.2: float32 vs float64 vs float32_stable loss from one init"),
+    "regularisers": (fig_regularisers, "Fig 28: dropout and L1 instead of weight decay"),
 }
 
 # Tables drawn under a suite figure of the same kind: kind -> (workdir paths -> markdown).
 SUITE_TABLES: dict[str, Callable[[list[str]], str]] = {
     "loss_precision": plotting_precision.precision_table,
+    "regularisers": regularisers_table,
 }

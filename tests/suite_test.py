@@ -29,6 +29,7 @@ SUITE = f"""# a tiny suite
 sweep two_layer {TINY} --num_layers=2
 sweep attn_only {TINY} --attn_only --loss_dtype=float32
 figure loss_precision two_layer attn_only
+figure regularisers two_layer attn_only
 """
 
 
@@ -61,6 +62,9 @@ def test_plan_printed_and_report_links_every_figure(done):
   assert "![loss_precision_two_layer_attn_only](figures/loss_precision_two_layer_attn_only.png)" in md
   assert os.path.exists(os.path.join(done["root"], "figures",
                                      "loss_precision_two_layer_attn_only.png"))
+  # Fig 28's panels (one per regulariser setting) and its table, a row per run
+  assert "![regularisers_two_layer_attn_only](figures/regularisers_two_layer_attn_only.png)" in md
+  assert md.count("| λ 1 | 0 |") == 2
   # the precision table under it: a row per dtype and the authors' float32 run
   assert "| train loss vs float64 |" in md and "| float32 | " in md and "| authors, float32" in md
   # a sweep's comment block is its note (the file's header, above a blank line, is not)
