@@ -15,7 +15,8 @@ from grokjax.figdata import Workdir
 
 MODULAR = (
     plotting.FigureSpec("fig02_train_test", plotting.fig_train_test,
-               "Fig 2: train/test accuracy and loss for every seed of the mainline-like setting"),
+               "Fig 2: train/test accuracy and loss for every seed of the mainline-like setting "
+               "(Fig 22 for a 2-layer model)"),
     plotting.FigureSpec("fig03_fourier_norms", plotting_fourier.fig_fourier_norms,
                "Fig 3: Fourier component norms of W_E and W_L (cos and sin per frequency)"),
     plotting.FigureSpec("fig04_attention_neuron_logits", plotting_fourier.fig_attention_neuron_logits,

@@ -134,11 +134,14 @@ def fig_train_test(wd: Workdir) -> Figure:
   fig, ax = _fig(1, 2)
   _runs_losses(ax[0, 0], wd, runs, ("seed", "split_seed"), acc=True)
   xmax = _runs_losses(ax[0, 1], wd, runs, ("seed", "split_seed"))
-  _plot_ref(ax[0, 1], paper.reference_curves(wd.p, r0["weight_decay"], r0["frac_train"]), xmax)
+  layers = wd.config.get("model", {}).get("num_layers", 1)
+  if layers == 1:  # the authors' curves are all of one-layer models
+    _plot_ref(ax[0, 1], paper.reference_curves(wd.p, r0["weight_decay"], r0["frac_train"]), xmax)
   ax[0, 0].set(xlabel="epoch", ylabel="accuracy", ylim=(-0.02, 1.02))
   _loss_axes(ax[0, 1])
   ax[0, 1].legend(fontsize=7, ncol=1 + len(runs) // 6)
-  fig.suptitle(f"Fig 2: train (solid) / test (dashed), p={wd.p}, λ={r0['weight_decay']:g}, "
+  name = "Fig 2" if layers == 1 else f"Fig 22: {layers}-layer transformer"
+  fig.suptitle(f"{name}: train (solid) / test (dashed), p={wd.p}, λ={r0['weight_decay']:g}, "
                f"frac={r0['frac_train']:g}, {len(runs)} run(s)", fontsize=11)
   return fig
 
