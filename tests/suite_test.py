@@ -109,6 +109,15 @@ def test_only_runs_the_named_sweeps_in_suite_order(tmp_path):
     suite.run(s, str(tmp_path), steps, execute=lambda cmd: 0, only=("d",))
 
 
+def test_regulariser_panels_keep_the_weight_decay_apart():
+  from grokjax.plotting_suite import _regulariser
+  run = dict(weight_decay=0.0, dropout=0.0, l1=0.0)
+  assert _regulariser(run) == "λ 0"
+  assert _regulariser({**run, "dropout": 0.2}) == "dropout 0.2"
+  assert _regulariser({**run, "dropout": 0.5, "weight_decay": 1.0}) == "dropout 0.5 + λ 1"
+  assert _regulariser({**run, "l1": 1e-4}) == "L1 0.0001"
+
+
 def test_suite_file_errors(tmp_path):
   bad = {"sweep a --p=23\nsweep a --p=29\n": "defined twice",
          "figure width_scan b\nsweep a --p=23\n": "unknown sweep",
