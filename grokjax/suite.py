@@ -16,7 +16,10 @@ ARG... --workdir=ROOT/NAME` for each sweep that is not finished, in a subprocess
 sweep stops the suite with its command; rerunning resumes it). A finished sweep (its metrics
 reach the planned num_epochs, its analysis and report exist) is skipped; an unfinished one is
 resumed by the same command. At the end ROOT/suite_report.md links every workdir's report and
-figures and the suite's own figures (ROOT/figures/).
+figures and the suite's own figures (ROOT/figures/). The wall time of every command the suite
+runs is added to ROOT/suite_times.json (per sweep, summed over invocations, an interrupted one
+included), and the report gives it per sweep and in all: the measured cost of the whole suite
+however often it was restarted.
 
 The time estimate (grokjax/suite_timing.py) is measured: a started sweep's own pace from its
 checkpoints' times ('own rate'), else a few seconds of the sweep's compiled training program
@@ -33,6 +36,7 @@ timed on this machine ('measured', cached in ROOT/plan_timings.json). The FLOP-c
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shlex
 import subprocess
@@ -44,6 +48,7 @@ from grokjax import results
 
 REPORT = "suite_report.md"
 FIG_DIR = "figures"
+TIMES = "suite_times.json"   # {sweep: {"seconds": wall time of its commands, "invocations": n}}
 
 STEP_OVERHEAD_S = 0.009   # per epoch, independent of size (≈ 190 small operations per step)
 MODEL_EPOCH_S = 0.031     # one mainline model-epoch's work (p = 113, frac 0.3, d_model 128)
@@ -284,12 +289,51 @@ def run(suite: Suite, root: str, steps: list[Step], log: Callable[[str], None] =
     cmd = command(step)
     log(f"{head}: {step.state} (≈ {hours(step.left_s)}): {shlex.join(cmd)}")
     t0 = time.time()
-    rc = execute(cmd)
+    try:
+      rc = execute(cmd)
+    finally:   # an interrupted command's time counts too: it is work a resume need not redo
+      record_time(root, step.sweep.name, time.time() - t0)
     if rc != 0:
       raise SuiteError(f"{step.sweep.name}: exit status {rc}; rerun the suite to resume, or run "
                        f"the sweep alone: {shlex.join(cmd)}")
     log(f"{head}: done in {hours(time.time() - t0)}")
   return write_report(suite, root, steps, log)
+
+
+def load_times(root: str) -> dict[str, dict[str, float]]:
+  try:
+    with open(os.path.join(root, TIMES)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
+
+
+def record_time(root: str, name: str, seconds: float) -> None:
+  """Adds one invocation of sweep `name` (its wall seconds) to ROOT/suite_times.json."""
+  times = load_times(root)
+  entry = times.setdefault(name, {"seconds": 0.0, "invocations": 0})
+  entry["seconds"] += seconds
+  entry["invocations"] += 1
+  path = os.path.join(root, TIMES)
+  with open(path + ".tmp", "w") as f:
+    json.dump(times, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def _times_text(steps: list[Step], times: dict[str, dict[str, float]]) -> list[str]:
+  timed = [s for s in steps if s.sweep.name in times]
+  if not timed:
+    return []
+  total = sum(times[s.sweep.name]["seconds"] for s in timed)
+  line = (f"Wall time of the suite's commands (training, analysis, figures; `{TIMES}`): "
+          f"**{hours(total)}** for {len(timed)} of {len(steps)} sweeps")
+  missing = [s.sweep.name for s in steps if s.sweep.name not in times]
+  unfinished = [s.sweep.name for s in timed if state(s.workdir, s.epochs) != "finished"]
+  if missing:
+    line += f"; not run yet: {', '.join(missing)}"
+  if unfinished:
+    line += f"; started, not finished: {', '.join(unfinished)}"
+  return [line + ".", ""]
 
 
 def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[str]:
@@ -316,10 +360,12 @@ def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[
 
 def write_report(suite: Suite, root: str, steps: list[Step],
                  log: Callable[[str], None] = print) -> str:
-  """ROOT/suite_report.md: per sweep its state, command, report and every figure it drew."""
-  import json
+  """ROOT/suite_report.md: per sweep its state, wall time, command, report and every figure
+  it drew."""
+  times = load_times(root)
   parts = [f"# grokjax suite `{os.path.basename(suite.path)}`", "",
            f"Root `{os.path.abspath(root)}`; generated {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+  parts += _times_text(steps, times)
   parts += ["## Figures across sweeps", ""] + (_suite_figures(suite, root, log)
                                                or ["_None in this suite._", ""])
   parts += ["## Sweeps", ""]
@@ -327,8 +373,10 @@ def write_report(suite: Suite, root: str, steps: list[Step],
     name, wd = step.sweep.name, step.workdir
     st = state(wd, step.epochs)
     parts += [f"### {name}", ""] + ([f"> {step.sweep.note}", ""] if step.sweep.note else [])
-    parts += [f"`{shlex.join(step.sweep.args)}`: {step.runs} runs × {step.epochs} epochs; {st}.",
-              ""]
+    took = (f"; {hours(times[name]['seconds'])} of wall time in "
+            f"{times[name]['invocations']} invocation(s)" if name in times else "")
+    parts += [f"`{shlex.join(step.sweep.args)}`: {step.runs} runs × {step.epochs} epochs; "
+              f"{st}{took}.", ""]
     if os.path.exists(os.path.join(wd, "report.md")):
       parts += [f"Report: [{name}/report.md]({name}/report.md)", ""]
     manifest = os.path.join(wd, "figures", "manifest.json")

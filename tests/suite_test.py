@@ -105,6 +105,15 @@ def test_only_runs_the_named_sweeps_in_suite_order(tmp_path):
   suite.run(s, str(tmp_path), steps, log=lambda _: None,
             execute=lambda cmd: ran.append(cmd[-1]) or 0, only=("c", "a"))
   assert ran == [f"--workdir={tmp_path / 'a'}", f"--workdir={tmp_path / 'c'}"]
+  # each command's wall time is summed per sweep over invocations, a failed one included
+  md = (tmp_path / suite.REPORT).read_text()
+  assert "for 2 of 3 sweeps; not run yet: b; started, not finished: a, c." in md
+  assert md.count("of wall time in 1 invocation(s).") == 2
+  with pytest.raises(suite.SuiteError, match="exit status 3"):
+    suite.run(s, str(tmp_path), steps, log=lambda _: None, execute=lambda cmd: 3, only=("a",))
+  times = suite.load_times(str(tmp_path))
+  assert sorted(times) == ["a", "c"] and times["a"]["invocations"] == 2
+  assert times["c"]["invocations"] == 1 and times["c"]["seconds"] >= 0
   with pytest.raises(suite.SuiteError, match="no sweep d"):
     suite.run(s, str(tmp_path), steps, execute=lambda cmd: 0, only=("d",))
 
