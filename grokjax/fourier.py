@@ -4,7 +4,9 @@ Rows of the basis F (p×p): 0 = constant, 2k−1 = cos k, 2k = sin k for k = 1�
 unit norm, so F Fᵀ = I. Grid functions over the p² inputs are indexed a-major (n = a·p + b).
 
 Every constant here is a numpy array built once per p (cached) and enters traced code as a
-compile-time constant; all functions are pure and jit/vmap.
+compile-time constant, none larger than p² entries (the grid directions c_k, s_k of §3.3 are
+never built inside traced code: they depend on (a + b) mod p only); all functions are pure and
+jit/vmap.
 """
 from __future__ import annotations
 
@@ -77,39 +79,81 @@ def per_freq_norms(c: jnp.ndarray) -> jnp.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
+def sum_index(p: int) -> np.ndarray:
+  """(p²,) int32: s = (a + b) mod p of each grid row n = a·p + b."""
+  a, b = np.divmod(np.arange(p * p), p)
+  out = ((a + b) % p).astype(np.int32)
+  out.setflags(write=False)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def _antidiagonals(p: int) -> np.ndarray:
+  """(p, p) int32: row a, column s holds the grid row of (a, (s − a) mod p)."""
+  a, s = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+  out = (a * p + (s - a) % p).astype(np.int32)
+  out.setflags(write=False)
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def sum_basis(p: int) -> np.ndarray:
+  """D (2K, p) float64: rows √2/p·cos(w_k s), √2/p·sin(w_k s) over s = (a + b) mod p, so the
+  unit grid vectors c_k, s_k of `sum_directions` are D's rows read at `sum_index(p)`."""
+  K = num_freqs(p)
+  w = 2 * np.pi * np.arange(1, K + 1)[:, None] * np.arange(p)[None, :] / p  # (K, p)
+  D = np.empty((2 * K, p))
+  D[0::2] = np.sqrt(2.0) / p * np.cos(w)
+  D[1::2] = np.sqrt(2.0) / p * np.sin(w)
+  D.setflags(write=False)
+  return D
+
+
 def sum_directions(p: int) -> np.ndarray:
   """C (2K, p²) float64: rows c_1, s_1, c_2, s_2, …, unit vectors over the grid.
 
   c_k = (√2/p) cos(w_k(a+b)) = (B_{cos k, cos k} − B_{sin k, sin k})/√2,
   s_k = (√2/p) sin(w_k(a+b)) = (B_{sin k, cos k} + B_{cos k, sin k})/√2 (SPEC §3.3).
+  They depend on (a + b) mod p alone, so traced code never builds C (2K·p² values: 0.5 GB at
+  p = 401): it sums the grid over anti-diagonals (`antidiagonal_sums`) and works with D.
   """
-  K = num_freqs(p)
-  a, b = np.divmod(np.arange(p * p), p)
-  w = 2 * np.pi * np.arange(1, K + 1)[:, None] * (a + b)[None, :] / p  # (K, p²)
-  C = np.empty((2 * K, p * p))
-  C[0::2] = np.sqrt(2.0) / p * np.cos(w)
-  C[1::2] = np.sqrt(2.0) / p * np.sin(w)
-  C.setflags(write=False)
-  return C
+  return sum_basis(p)[:, sum_index(p)]
+
+
+def antidiagonal_sums(L_NxC: jnp.ndarray, p: int) -> jnp.ndarray:
+  """(p, C) float64: S[s] = Σ_{(a+b) mod p = s} L[a·p+b] (rows in grid order, any trailing
+  axes). In float64 because the coefficients below are small differences of such sums: in
+  float32 they would lose ≈ √p times more digits than a float32 product with the p²-long C."""
+  return jnp.sum(jnp.take(L_NxC, jnp.asarray(_antidiagonals(p)), axis=0).astype(jnp.float64),
+                 axis=0)
 
 
 def sum_coeffs(L_NxC: jnp.ndarray, p: int) -> jnp.ndarray:
-  """(2K, C): the coefficients ⟨c_k, L[:, c]⟩, ⟨s_k, L[:, c]⟩ of every column."""
-  return _const(sum_directions(p), L_NxC.dtype) @ L_NxC
+  """(2K, C): the coefficients ⟨c_k, L[:, c]⟩, ⟨s_k, L[:, c]⟩ of every column (L's dtype,
+  computed in float64)."""
+  return (jnp.asarray(sum_basis(p)) @ antidiagonal_sums(L_NxC, p)).astype(L_NxC.dtype)
+
+
+def sum_synthesis(coef_RxC: jnp.ndarray, D_Rxp: jnp.ndarray, p: int) -> jnp.ndarray:
+  """(p², C) float64: Σ_r c_r coef[r] over the directions whose rows of `sum_basis` are D_Rxp,
+  i.e. Cᵀ @ coef without C."""
+  synth = jnp.asarray(D_Rxp, jnp.float64).T @ jnp.asarray(coef_RxC, jnp.float64)
+  return jnp.take(synth, jnp.asarray(sum_index(p)), axis=0)
 
 
 def project_sum(L_NxC: jnp.ndarray, weights_K: jnp.ndarray, p: int) -> jnp.ndarray:
-  """Σ_k weights_k · P_k(L), P_k(L) = c_k c_kᵀ L + s_k s_kᵀ L (weights 0/1 for a key set)."""
-  C = _const(sum_directions(p), L_NxC.dtype)
-  w2 = jnp.repeat(jnp.asarray(weights_K, L_NxC.dtype), 2)
-  return C.T @ (w2[:, None] * (C @ L_NxC))
+  """Σ_k weights_k · P_k(L), P_k(L) = c_k c_kᵀ L + s_k s_kᵀ L (weights 0/1 for a key set); in
+  L's dtype, computed in float64."""
+  D = jnp.asarray(sum_basis(p))
+  w2 = jnp.repeat(jnp.asarray(weights_K, jnp.float64), 2)
+  coef = w2[:, None] * (D @ antidiagonal_sums(L_NxC, p))
+  return sum_synthesis(coef, D, p).astype(L_NxC.dtype)
 
 
 def project_one(L_NxC: jnp.ndarray, k: jnp.ndarray, p: int) -> jnp.ndarray:
   """P_k(L) for one (possibly traced) frequency k in 1…K."""
-  C = _const(sum_directions(p), L_NxC.dtype)
-  Ck = jnp.take(C, jnp.stack([2 * k - 2, 2 * k - 1]), axis=0)  # (2, N)
-  return Ck.T @ (Ck @ L_NxC)
+  Dk = jnp.take(jnp.asarray(sum_basis(p)), jnp.stack([2 * k - 2, 2 * k - 1]), axis=0)
+  return sum_synthesis(Dk @ antidiagonal_sums(L_NxC, p), Dk, p).astype(L_NxC.dtype)
 
 
 def cos_abc_coeffs(L_NxC: jnp.ndarray, p: int) -> jnp.ndarray:

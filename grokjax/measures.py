@@ -219,9 +219,8 @@ def table1_fve(mlp_logits_NxP: jnp.ndarray) -> jnp.ndarray:
   p = mlp_logits_NxP.shape[1]
   G = fourier.transform_1d(mlp_logits_NxP.astype(F64), axis=1)
   Gc = G - jnp.mean(G, axis=0)
-  C = jnp.asarray(fourier.sum_directions(p), F64)
-  num = jnp.stack([jnp.sum(C[0::2].T * Gc[:, 1::2], axis=0),
-                   jnp.sum(C[1::2].T * Gc[:, 2::2], axis=0)], axis=1) ** 2
+  coef = fourier.sum_coeffs(Gc, p)  # (2K, p): ⟨c_k or s_k, column⟩ of every column of Gc
+  num = jnp.stack([jnp.diagonal(coef[0::2, 1::2]), jnp.diagonal(coef[1::2, 2::2])], axis=1) ** 2
   den = jnp.stack([jnp.sum(Gc[:, 1::2] ** 2, axis=0), jnp.sum(Gc[:, 2::2] ** 2, axis=0)], axis=1)
   return num / jnp.where(den > 0, den, 1.0)
 
@@ -249,13 +248,14 @@ def logit_fve(L: jnp.ndarray, key_K: jnp.ndarray, p: int) -> jnp.ndarray:
 def ablation_per_freq(L: jnp.ndarray, labels: jnp.ndarray, train: jnp.ndarray,
                       p: int) -> jnp.ndarray:
   """(K, 3): loss on all / train / test after removing P_k from the logits, k = 1…K (Fig 6)."""
-  C = jnp.asarray(fourier.sum_directions(p), L.dtype)
-  coef = C @ L  # (2K, p)
+  D = jnp.asarray(fourier.sum_basis(p))
+  coef = D @ fourier.antidiagonal_sums(L, p)  # (2K, p) float64
 
   def one(k):  # noqa: the lax.map below runs the K frequencies sequentially, bounding memory
-    Ck = jax.lax.dynamic_slice_in_dim(C, 2 * k, 2)
+    Dk = jax.lax.dynamic_slice_in_dim(D, 2 * k, 2)
     ak = jax.lax.dynamic_slice_in_dim(coef, 2 * k, 2)
-    m = split_means(per_example_ce(L - Ck.T @ ak, labels), train)
+    Pk = fourier.sum_synthesis(ak, Dk, p).astype(L.dtype)
+    m = split_means(per_example_ce(L - Pk, labels), train)
     return jnp.stack([m["all"], m["train"], m["test"]])
 
   return jax.lax.map(one, jnp.arange(fourier.num_freqs(p)))
@@ -318,11 +318,10 @@ def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: j
   losses read only the training rows: the same numbers, 1/frac_train times less work."""
   p = vocab_size(params)
   L = forward(params, act)["logits"]
-  C = jnp.asarray(fourier.sum_directions(p), L.dtype)
   rows = jnp.stack([2 * key_idx - 2, 2 * key_idx - 1], axis=1).reshape(-1)
-  Ck = jnp.take(C, rows, axis=0)                                   # (2n, p²)
-  coef = Ck @ L                                                    # (2n, p)
-  proj = Ck.T @ coef
+  Dk = jnp.take(jnp.asarray(fourier.sum_basis(p)), rows, axis=0)  # (2n, p) float64
+  coef = Dk @ fourier.antidiagonal_sums(L, p)                      # (2n, p) float64
+  proj = fourier.sum_synthesis(coef, Dk, p).astype(L.dtype)
   out = {}
   for name, logits in (("", L), ("restricted_", proj + jnp.mean(L, axis=0)),
                        ("excluded_", L - proj)):
@@ -332,13 +331,14 @@ def dynamics(params: Params, labels: jnp.ndarray, train: jnp.ndarray, key_idx: j
     out.update({f"{name}acc_{s}": a[s] for s in a})
   # Per key frequency: CE(L − c_k a_cᵀ − s_k a_sᵀ) on train, one frequency at a time (lax.map;
   # written as two outer products, which XLA:CPU fuses into the loss loops).
-  coef_2xNxP = coef.reshape(-1, 2, coef.shape[1])
+  coef_2xNxP = coef.astype(L.dtype).reshape(-1, 2, coef.shape[1])
+  s_idx = jnp.asarray(fourier.sum_index(p))
   if train_idx is not None:
     L_r, y_r, w_r = jnp.take(L, train_idx, axis=0), jnp.take(labels, train_idx), None
-    Ck_r = jnp.take(Ck, train_idx, axis=1).reshape(-1, 2, train_idx.shape[0])
+    s_idx = jnp.take(s_idx, train_idx)
   else:
     L_r, y_r, w_r = L, labels, train
-    Ck_r = Ck.reshape(-1, 2, Ck.shape[1])
+  Ck_r = jnp.take(Dk.astype(L.dtype), s_idx, axis=1).reshape(-1, 2, s_idx.shape[0])  # c_k, s_k
 
   def excl_one(ca):
     c, a = ca

@@ -64,6 +64,23 @@ class SumDirectionsTest(absltest.TestCase):
     np.testing.assert_allclose(C[2 * k - 1], (B(2 * k, 2 * k - 1) + B(2 * k - 1, 2 * k)) / np.sqrt(2),
                                atol=1e-12)
 
+  def test_sums_over_antidiagonals_equal_the_grid_directions(self):
+    p = 11
+    rng = np.random.default_rng(3)
+    L = rng.normal(size=(p * p, 4))
+    C = fourier.sum_directions(p)
+    a, b = np.divmod(np.arange(p * p), p)
+    S = np.stack([L[(a + b) % p == s].sum(axis=0) for s in range(p)])
+    np.testing.assert_allclose(fourier.antidiagonal_sums(jnp.asarray(L), p), S, atol=1e-12)
+    np.testing.assert_allclose(fourier.sum_coeffs(jnp.asarray(L), p), C @ L, atol=1e-12)
+    coef = rng.normal(size=(p - 1, 4))
+    np.testing.assert_allclose(fourier.sum_synthesis(jnp.asarray(coef), fourier.sum_basis(p), p),
+                               C.T @ coef, atol=1e-12)
+    # float32 logits: the coefficients are summed in float64, as accurate as C @ L in float64
+    L32 = jnp.asarray(L * 100, jnp.float32)
+    ref = C @ np.asarray(L32, np.float64)
+    np.testing.assert_allclose(fourier.sum_coeffs(L32, p), ref, atol=2e-5)
+
   def test_projection(self):
     p = 11
     rng = np.random.default_rng(1)
