@@ -6,7 +6,7 @@ if sys.argv[:1] == ["-m"]:  # `python -m experiments.NAME`: runpy imports this p
   import signal
 
   def _interrupted_while_starting(signum, frame):
-    # Until grokjax.console takes over: a Ctrl-C during the imports would otherwise be lost
+    # Until grokjax.console takes over: a Ctrl-C during the first imports would otherwise be lost
     # inside jax's (the sweep then ran to its end) or turn into an ImportError traceback.
     print(f"interrupted ({signal.Signals(signum).name}) while starting", file=sys.stderr,
           flush=True)
@@ -15,9 +15,8 @@ if sys.argv[:1] == ["-m"]:  # `python -m experiments.NAME`: runpy imports this p
   signal.signal(signal.SIGINT, _interrupted_while_starting)
   signal.signal(signal.SIGTERM, _interrupted_while_starting)
 
-  import jax
-
   # The command-line programs use 64-bit types for their whole process (the library enables
   # them only inside its entry points: grokjax/x64.py); a float32-loss sweep still runs its
-  # programs without them (train.x64).
-  jax.config.update("jax_enable_x64", True)
+  # programs without them (train.x64). Set for jax to read when it is first imported: jax is
+  # imported only after the flags are validated, so a bad flag fails in a fraction of a second.
+  os.environ["JAX_ENABLE_X64"] = "1"

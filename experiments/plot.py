@@ -11,6 +11,8 @@ from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "The sweep's workdir (config.json, metrics.jsonl, analysis/).")
 flags.DEFINE_integer("dpi", 110, "Resolution of the PNG figures.")
+flags.DEFINE_list("figures", None, "Draw only these figures (names as in "
+                  "figures/manifest.json); the others keep their last drawing.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -33,7 +35,7 @@ def main(argv):
   if not prog.finished:
     print(f"note: {wd}: {prog.text()}")
   with WorkdirLock(wd, "analysis"):
-    manifest = report.render_figures(wd, dpi=FLAGS.dpi)
+    manifest = report.render_figures(wd, dpi=FLAGS.dpi, only=FLAGS.figures)
     print(f"wrote {report.write_report(wd, manifest)}")
 
 

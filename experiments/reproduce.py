@@ -19,6 +19,8 @@ from experiments import sweep as sweep_cli
 flags.DEFINE_bool("skip_sweep", False, "Do not train: analyse / plot what the workdir holds.")
 flags.DEFINE_bool("skip_analysis", False, "Do not run the analysis step.")
 flags.DEFINE_integer("dpi", 110, "Resolution of the PNG figures.")
+flags.DEFINE_list("figures", None, "Draw only these figures (names as in "
+                  "figures/manifest.json); the others keep their last drawing.")
 FLAGS = flags.FLAGS
 
 
@@ -47,6 +49,13 @@ def main(argv):
   workdir = FLAGS.workdir
   if not workdir:
     raise WorkdirError("--workdir: required (the directory to write or resume)")
+  if FLAGS.figures:  # checked before hours of training, not after
+    from grokjax import figures
+    from grokjax.config import ConfigError
+    unknown = [n for n in FLAGS.figures if n not in figures.all_names()]
+    if unknown:
+      raise ConfigError(f"--figures: no figure {', '.join(unknown)}; the figures: "
+                        + ", ".join(figures.all_names()))
   t0 = time.time()
   if FLAGS.skip_sweep:
     _say("1/4 sweep: skipped (--skip_sweep)")
@@ -69,7 +78,7 @@ def main(argv):
   else:
     _say(f"2/4 analysis: {run_analysis(workdir)} ({time.time() - t0:.0f}s)")
   with WorkdirLock(workdir, "analysis", _say):
-    manifest = report.render_figures(workdir, dpi=FLAGS.dpi,
+    manifest = report.render_figures(workdir, dpi=FLAGS.dpi, only=FLAGS.figures,
                                      echo=lambda s: _say("3/4 plot: " + s))
     path = report.write_report(workdir, manifest)
   n = sum("file" in e for e in manifest)

@@ -24,6 +24,7 @@ import sys
 
 from absl import app, flags
 
+from experiments import reproduce  # noqa: F401 (a sweep line may carry its flags: --figures)
 from experiments import sweep as sweep_cli  # defines the sweep flags parsed for the plan
 
 flags.DEFINE_string("suite", None, "A suite file, or the name of one in experiments/suites/.")

@@ -55,6 +55,12 @@ MODULAR = (
 )
 
 
+def all_names() -> tuple[str, ...]:
+  """Every figure name of every task (to check a --figures list before any work)."""
+  return tuple(s.name for s in (MODULAR + plotting_precision.FIGURES + plotting_grokfast.FIGURES
+                                + plotting_tasks.FIGURES + plotting_llc.FIGURES))
+
+
 def specs(wd: Workdir) -> tuple[plotting.FigureSpec, ...]:
   """The figures that fit the workdir's task (each may still skip itself)."""
   task = wd.config.get("task", "add")

@@ -21,6 +21,7 @@ Dropout (on MLP neurons, inverted scaling) is `(keep_prob, key)`: a per-run keep
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -114,7 +115,10 @@ def _dropout(x: jax.Array, dropout: Dropout) -> jax.Array:
   return jnp.where(keep, x / keep_prob.astype(x.dtype), 0.0)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
+  """The authors' init (one compiled program: called eagerly, flax's init would compile every
+  op of the forward pass one by one, seconds on a CPU)."""
   tokens = jnp.zeros((1, cfg.n_ctx), jnp.int32)
   return Transformer(cfg).init(key, tokens)["params"]
 

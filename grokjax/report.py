@@ -10,12 +10,12 @@ import json
 import logging
 import math
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from grokjax import figures, paper, phases, plotting, report_tasks
-from grokjax.config import AXIS_NAMES, MODULAR_TASKS, SEQUENCE_TASKS
+from grokjax.config import AXIS_NAMES, MODULAR_TASKS, SEQUENCE_TASKS, ConfigError
 from grokjax.figdata import Workdir
 from grokjax.report_tables import (  # noqa: F401 (the tables are part of this module's API)
     fmt, grok_markdown, halted_runs, md_table, mlp_cell, pct, phase_grid_markdown, run_cell,
@@ -33,15 +33,32 @@ log = logging.getLogger("grokjax.report")
 # --- figures ------------------------------------------------------------------------------------
 
 def render_figures(workdir: str, dpi: int = 110, specs=None,
-                   echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                   echo: Callable[[str], None] = print,
+                   only: Sequence[str] | None = None) -> list[dict[str, Any]]:
   """Saves every supported figure to WORKDIR/figures/NAME.png; returns and writes the manifest
-  (one entry per figure: name, caption, file or the reason it was skipped)."""
+  (one entry per figure: name, caption, file or the reason it was skipped).
+
+  `only`: draw just these figures (names as in the manifest); the others keep their entries of
+  the last full drawing (and their files), or are listed as not drawn."""
   wd = Workdir(workdir)
   specs = figures.specs(wd) if specs is None else specs
+  if only is not None:
+    unknown = sorted(set(only) - {s.name for s in specs})
+    if unknown:
+      raise ConfigError(f"--figures: no figure {', '.join(unknown)}; the figures: "
+                        + ", ".join(s.name for s in specs))
   out = os.path.join(workdir, FIG_DIR)
   os.makedirs(out, exist_ok=True)
+  old = {}
+  if only is not None and os.path.exists(os.path.join(out, MANIFEST)):
+    with open(os.path.join(out, MANIFEST)) as f:
+      old = {e["name"]: e for e in json.load(f)}
   manifest = []
   for spec in specs:
+    if only is not None and spec.name not in only:
+      manifest.append(old.get(spec.name) or dict(name=spec.name, caption=spec.caption,
+                                                 skipped="not drawn (--figures)"))
+      continue
     entry = dict(name=spec.name, caption=spec.caption)
     try:
       fig = spec.func(wd)

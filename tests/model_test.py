@@ -63,13 +63,14 @@ class ModelTest(parameterized.TestCase):
     scale = 1.0 if task == "add" else 2.0
     params = jax.tree.map(lambda x: scale * x, model.init_params(cfg, jax.random.key(3)))
     tokens = jax.random.randint(jax.random.key(4), (5, cfg.n_ctx), 0, cfg.d_vocab)
-    # jitted: op by op, the transformer's forward and backward cost ~20 s per task here
-    plain = jax.jit(lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)])
-    sliced = jax.jit(lambda p: model.logits_at(cfg, p, tokens, pos))
-    np.testing.assert_allclose(sliced(params), plain(params), rtol=1e-5, atol=1e-5)
+    plain = lambda p: model.apply(cfg, p, tokens)[:, jnp.asarray(pos)]
+    sliced = lambda p: model.logits_at(cfg, p, tokens, pos)
+    grad = lambda f: jax.grad(lambda p: jnp.sum(f(p) ** 2))
+    # one compiled program (op by op, the forward and backward cost ~20 s per task here)
+    both = jax.jit(lambda p: (sliced(p), plain(p), grad(sliced)(p), grad(plain)(p)))
+    y_sliced, y_plain, g_sliced, g_plain = both(params)
+    np.testing.assert_allclose(y_sliced, y_plain, rtol=1e-5, atol=1e-5)
     self.assertEqual("W_in" in params["blocks_0"], not attn_only)
-    g_plain = jax.jit(jax.grad(lambda p: jnp.sum(plain(p) ** 2)))(params)
-    g_sliced = jax.jit(jax.grad(lambda p: jnp.sum(sliced(p) ** 2)))(params)
     for a, b in zip(jax.tree.leaves(g_sliced), jax.tree.leaves(g_plain)):  # float32 sums
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(b).max()))
 
@@ -105,10 +106,10 @@ class ModelTest(parameterized.TestCase):
     cfg = small_cfg().model
     params = model.init_params(cfg, jax.random.key(0))
     tokens = jnp.asarray(data.all_tokens(13))
-    a = model.last_logits(cfg, params, tokens)
-    b = model.last_logits(cfg, params, tokens)
-    c = model.last_logits(cfg, params, tokens, (jnp.float64(0.5), jax.random.key(3)))
-    d = model.last_logits(cfg, params, tokens, (jnp.float64(1.0), jax.random.key(3)))
+    last = jax.jit(lambda *drop: model.last_logits(cfg, params, tokens, drop or None))
+    a, b = last(), last()
+    c = last(jnp.float64(0.5), jax.random.key(3))
+    d = last(jnp.float64(1.0), jax.random.key(3))
     np.testing.assert_array_equal(a, b)
     self.assertGreater(float(jnp.abs(a - c).max()), 1e-3)
     np.testing.assert_array_equal(a, d)  # keep probability 1: exactly no dropout
@@ -116,7 +117,8 @@ class ModelTest(parameterized.TestCase):
   def test_cache(self):
     cfg = small_cfg().model
     params = model.init_params(cfg, jax.random.key(0))
-    logits, cache = model.apply_with_cache(cfg, params, jnp.asarray(data.all_tokens(13)))
+    logits, cache = jax.jit(lambda p, t: model.apply_with_cache(cfg, p, t))(
+        params, jnp.asarray(data.all_tokens(13)))
     chex.assert_shape(cache["blocks_0"]["attn_pattern"], (169, 4, 3, 3))
     chex.assert_shape(cache["blocks_0"]["mlp_post"], (169, 3, 128))
     np.testing.assert_allclose(cache["blocks_0"]["attn_pattern"].sum(-1), 1.0, rtol=1e-5)

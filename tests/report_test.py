@@ -82,6 +82,25 @@ def test_rerun_after_losing_analysis_drops_stale_figures(tmp_path, full):
   assert "Figures not drawn" in md and "experiments.analyze" in md
 
 
+def test_only_some_figures_keep_the_others(tmp_path, full):
+  path = str(tmp_path / "wd")
+  shutil.copytree(full, path)
+  before = os.path.getmtime(os.path.join(path, "figures", "fig07_progress_measures.png"))
+  manifest = report.render_figures(path, dpi=30, specs=SPECS, echo=lambda s: None,
+                                   only=["fig02_train_test"])
+  assert [e["name"] for e in manifest] == [s.name for s in SPECS]
+  assert all("file" in e for e in manifest)  # the others keep their last drawing's entries
+  assert os.path.getmtime(os.path.join(path, "figures", "fig07_progress_measures.png")) == before
+  with pytest.raises(report.ConfigError, match="--figures: no figure fig99; the figures: fig02"):
+    report.render_figures(path, specs=SPECS, only=["fig99"])
+  # the command line refuses an unknown name before anything else
+  r = subprocess.run([sys.executable, "-m", "experiments.reproduce", f"--workdir={path}/new",
+                      "--figures=fig02_train_test,fig99"], cwd=ROOT, capture_output=True,
+                     text=True)
+  assert r.returncode == 2 and "--figures: no figure fig99" in r.stderr, r.stderr
+  assert not os.path.exists(f"{path}/new")
+
+
 def test_plot_entry_point(tmp_path):
   path = synthetic_workdir.make(str(tmp_path / "wd"), wds=(1.0,), analysis=False)
   subprocess.run([sys.executable, "-m", "experiments.plot", f"--workdir={path}", "--dpi=30"],

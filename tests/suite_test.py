@@ -23,11 +23,13 @@ from grokjax.config import ModelConfig
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TINY = "--p=23 --d_model=16 --num_epochs=200 --checkpoint_every=100 --eval_every=10"
+# a sweep line takes experiments.reproduce's flags too: the attention-only sweep draws only these
+ATTN_FIGURES = "fig02_train_test,fig03_fourier_norms,loss_precision"
 SUITE = f"""# a tiny suite
 
 # Figs 22-23: a 2-layer model
 sweep two_layer {TINY} --num_layers=2
-sweep attn_only {TINY} --attn_only --loss_dtype=float32
+sweep attn_only {TINY} --attn_only --loss_dtype=float32 --figures={ATTN_FIGURES}
 figure loss_precision two_layer attn_only
 figure regularisers two_layer attn_only
 """
@@ -78,6 +80,12 @@ def test_plan_printed_and_report_links_every_figure(done):
   # the float32 workdir draws its own precision figure; the float64 one skips it
   assert "figures/loss_precision.png" in open(os.path.join(done["root"], "attn_only",
                                                            "report.md")).read()
+  # --figures: the others are listed as not drawn; fig03 skips itself (no MLP, no W_L)
+  manifest = {e["name"]: e for e in json.load(open(os.path.join(
+      done["root"], "attn_only", "figures", "manifest.json")))}
+  assert manifest["fig09_attention_heads"]["skipped"] == "not drawn (--figures)"
+  assert "W_L" in manifest["fig03_fourier_norms"]["skipped"]
+  assert [n for n, e in manifest.items() if "file" in e] == ["fig02_train_test", "loss_precision"]
 
 
 def test_rerun_skips_finished_sweeps(done):
