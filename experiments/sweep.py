@@ -86,7 +86,8 @@ def _values(name: str, cast):
         out.append(cast(tok))
       except ValueError:
         from grokjax.config import ConfigError
-        raise ConfigError(f"--{name}: {tok!r} is not a valid {cast.__name__}") from None
+        kind = "number" if cast is float else "integer"
+        raise ConfigError(f"--{name}: {tok!r} is not a valid {kind}") from None
   return tuple(out)
 
 
@@ -154,16 +155,21 @@ def run(main):
 
   With several processes a failed one exits at once (os._exit): JAX's orderly shutdown would
   wait for every peer, and a dead one never comes."""
-  from grokjax import console, distributed
+  from grokjax import console  # light: a bad flag fails before jax is imported
   try:
     console.run_app(main, resolve_flagfiles)
   except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    if code != 0 and distributed.process_count_if_started() > 1:
+    if code != 0 and "jax" in sys.modules and _process_count() > 1:
       sys.stdout.flush()
       sys.stderr.flush()
       os._exit(code)
     raise
+
+
+def _process_count() -> int:
+  from grokjax import distributed
+  return distributed.process_count_if_started()
 
 
 def start_processes() -> None:

@@ -68,8 +68,10 @@ def program(cfg: Config) -> Program:
   return Program(cfg, tasks.from_config(cfg), make_optimizer(cfg.train))
 
 
-def init_state(prog: Program, run: RunData) -> TrainState:
-  params = model.init_params(prog.cfg.model, jax.random.key(run.hyper.seed))
+def init_state(prog: Program, run: RunData, params: PyTree | None = None) -> TrainState:
+  """The state at epoch 0; `params` (drawn from the run's seed when not given) are the init."""
+  if params is None:
+    params = model.init_params(prog.cfg.model, jax.random.key(run.hyper.seed))
   opt_state = make_optimizer(prog.cfg.train, run.hyper).init(params)
   return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
 
