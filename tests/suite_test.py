@@ -23,12 +23,14 @@ from grokjax.config import ModelConfig
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 TINY = "--p=23 --d_model=16 --num_epochs=200 --checkpoint_every=100 --eval_every=10"
-# a sweep line takes experiments.reproduce's flags too: the attention-only sweep draws only these
+# A sweep line takes experiments.reproduce's flags too: each sweep draws only some figures
+# (plotting_test draws every figure; these read what differs for 2 layers / no MLP).
+TWO_FIGURES = "fig02_train_test,fig03_fourier_norms,fig05_neuron_fve,fig07_progress_measures"
 ATTN_FIGURES = "fig02_train_test,fig03_fourier_norms,loss_precision"
 SUITE = f"""# a tiny suite
 
 # Figs 22-23: a 2-layer model
-sweep two_layer {TINY} --num_layers=2
+sweep two_layer {TINY} --num_layers=2 --figures={TWO_FIGURES}
 sweep attn_only {TINY} --attn_only --loss_dtype=float32 --figures={ATTN_FIGURES}
 figure loss_precision two_layer attn_only
 figure regularisers two_layer attn_only
