@@ -17,6 +17,7 @@ if sys.argv[:1] == ["-m"]:  # `python -m experiments.NAME`: runpy imports this p
 
   # The command-line programs use 64-bit types for their whole process (the library enables
   # them only inside its entry points: grokjax/x64.py); a float32-loss sweep still runs its
-  # programs without them (train.x64). Set for jax to read when it is first imported: jax is
-  # imported only after the flags are validated, so a bad flag fails in a fraction of a second.
+  # programs without them (train.x64). Set for jax to read when it is first imported (by the
+  # task registry that validates the config, or later): a flag that does not parse, or a bad
+  # flagfile, fails before jax is imported.
   os.environ["JAX_ENABLE_X64"] = "1"
