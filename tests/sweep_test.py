@@ -169,7 +169,7 @@ class PrecisionTest(absltest.TestCase):
     of the train chunk and the evaluation is traced at HIGHEST unless asked otherwise."""
     for prec, expect in (("highest", True), ("default", False)):
       sw = sweep.Sweep(small(num_epochs=100, matmul_precision=prec))
-      state = sw.init()
+      state = sw.abstract_state()  # traced only: nothing to compile
       for fn in (sw.chunk_fn, sw.eval_fn):
         dots = self._dots(fn, state, sw.run_data, sw.shared)
         self.assertNotEmpty(dots)
@@ -216,15 +216,22 @@ class CliTest(absltest.TestCase):
 
   def test_bad_flags_fail_before_anything_is_written(self):
     tmp = tmpdir(self)
-    for bad, msg in [("--frac_train=1.5", "--frac_train"), ("--d_model=30", "--d_model"),
-                     ("--p=1", "--p"), ("--act=tanh", "--act"), ("--num_epochs=-100", "--num_epochs"),
-                     ("--seed=x", "--seed"), ("--loss_dtype=float16", "--loss_dtype"),
-                     ("--matmul_precision=fp8", "--matmul_precision")]:
-      proc = run_cli([bad, f"--workdir={tmp}/w"])
+    # On the command line: a value that does not parse, and two the config refuses (started at
+    # once: each process spends its time importing).
+    bad = [("--seed=x", "--seed: 'x' is not a valid integer"), ("--d_model=30", "--d_model"),
+           ("--act=tanh", "--act")]
+    procs = [run_cli([arg, f"--workdir={tmp}/w"]) for arg, _ in bad]
+    for (arg, msg), proc in zip(bad, procs):
       out = proc.communicate()[0]
-      self.assertNotEqual(proc.returncode, 0, bad)
-      self.assertIn(msg, out, bad)
-      self.assertFalse(os.path.exists(f"{tmp}/w"), bad)
+      self.assertEqual(proc.returncode, 2, arg)
+      self.assertIn(f"error: {msg}", out, arg)
+    self.assertFalse(os.path.exists(f"{tmp}/w"))
+    # The rest of the config's checks, as the command line calls them.
+    for kw, flag in [(dict(frac_train=1.5), "frac_train"), (dict(p=1), "p"),
+                     (dict(num_epochs=-100), "num_epochs"), (dict(loss_dtype="float16"), "loss_dtype"),
+                     (dict(matmul_precision="fp8"), "matmul_precision")]:
+      with self.assertRaisesRegex(config.ConfigError, f"^--{flag}:"):
+        config.make_config(**kw)
 
 
 if __name__ == "__main__":
