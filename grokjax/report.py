@@ -56,8 +56,11 @@ def render_figures(workdir: str, dpi: int = 110, specs=None,
   manifest = []
   for spec in specs:
     if only is not None and spec.name not in only:
-      manifest.append(old.get(spec.name) or dict(name=spec.name, caption=spec.caption,
-                                                 skipped="not drawn (--figures)"))
+      kept = old.get(spec.name)
+      if kept is None or ("file" in kept and not os.path.exists(os.path.join(workdir,
+                                                                             kept["file"]))):
+        kept = dict(name=spec.name, caption=spec.caption, skipped="not drawn (--figures)")
+      manifest.append(kept)
       continue
     entry = dict(name=spec.name, caption=spec.caption)
     try:

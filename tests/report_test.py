@@ -91,6 +91,11 @@ def test_only_some_figures_keep_the_others(tmp_path, full):
   assert [e["name"] for e in manifest] == [s.name for s in SPECS]
   assert all("file" in e for e in manifest)  # the others keep their last drawing's entries
   assert os.path.getmtime(os.path.join(path, "figures", "fig07_progress_measures.png")) == before
+  os.remove(os.path.join(path, "figures", "fig03_fourier_norms.png"))  # a kept file went missing
+  manifest = report.render_figures(path, dpi=30, specs=SPECS, echo=lambda s: None,
+                                   only=["fig02_train_test"])
+  assert {e["name"]: e.get("skipped") for e in manifest}["fig03_fourier_norms"] == (
+      "not drawn (--figures)")
   with pytest.raises(report.ConfigError, match="--figures: no figure fig99; the figures: fig02"):
     report.render_figures(path, specs=SPECS, only=["fig99"])
   # the command line refuses an unknown name before anything else
