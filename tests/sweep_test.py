@@ -227,7 +227,7 @@ class CliTest(absltest.TestCase):
       self.assertIn(f"error: {msg}", out, arg)
     self.assertFalse(os.path.exists(f"{tmp}/w"))
     # The rest of the config's checks, as the command line calls them.
-    for kw, flag in [(dict(frac_train=1.5), "frac_train"), (dict(p=1), "p"),
+    for kw, flag in [(dict(frac_train=1.5), "frac_train"), (dict(p=1), "p"), (dict(p=4), "p"),
                      (dict(num_epochs=-100), "num_epochs"), (dict(loss_dtype="float16"), "loss_dtype"),
                      (dict(matmul_precision="fp8"), "matmul_precision")]:
       with self.assertRaisesRegex(config.ConfigError, f"^--{flag}:"):

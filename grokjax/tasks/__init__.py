@@ -52,8 +52,9 @@ def resolve(task: str, *, p: int | None, num_data: int | None, batch_size: int |
       refuse(flag, v, "applies to sequence tasks only; modular tasks train full-batch on "
              "the authors' split of the p² pairs (--frac_train)")
     p = 113 if p is None else p
-    if not isinstance(p, int) or p < 2:
-      raise ConfigError(f"--p: must be an integer >= 2, got {p!r}")
+    if not isinstance(p, int) or p < 3 or p % 2 == 0:
+      raise ConfigError(f"--p: must be an odd integer >= 3 (the analysis's real Fourier basis "
+                        f"over Z_p needs odd p; the paper's moduli are primes), got {p!r}")
     for f in frac_train:
       n = int(f * p * p)
       if not 1 <= n < p * p:
