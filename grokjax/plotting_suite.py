@@ -72,8 +72,9 @@ def fig_width_scan(paths: list[str]) -> Figure:
       ax[0, 1].plot(ref[d].test_epochs, ref[d].test_loss, color=c, lw=0.8, ls=":", alpha=0.7)
   plotting._loss_axes(ax[0, 1], "test loss (authors dotted)")
   ax[0, 1].legend(fontsize=6, ncol=2)
-  fig.suptitle(f"No weight decay: width scan (authors' runs: {ref[ds[0]].source}; their frac "
-               "and seed were not stored)", fontsize=10)
+  fracs = sorted({f for w in wds for f in w.config["sweep"]["frac_train"]})
+  fig.suptitle(f"No weight decay: width scan, grokjax frac {', '.join(map(str, fracs))} (authors' "
+               f"runs: {ref[ds[0]].source}; their frac and seed were not stored)", fontsize=10)
   return fig
 
 

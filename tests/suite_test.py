@@ -137,6 +137,18 @@ def test_regulariser_panels_keep_the_weight_decay_apart():
   assert _regulariser({**run, "l1": 1e-4}) == "L1 0.0001"
 
 
+def test_width_scan_figure_plots_each_workdir_at_its_width(done):
+  from grokjax import plotting_suite
+  paths = [os.path.join(done["root"], n) for n in ("two_layer", "attn_only")]
+  fig = plotting_suite.fig_width_scan(paths)
+  left = fig.axes[0]
+  ours = {l.get_label(): l for l in left.get_lines()}
+  # both tiny models have d_model 16: one grokjax point each at x = 16, beside the authors' 8 widths
+  np.testing.assert_array_equal(ours["grokjax train"].get_xdata(), [16, 16])
+  assert len(ours["authors test"].get_xdata()) == 8
+  assert "grokjax frac 0.3 (" in fig._suptitle.get_text()
+
+
 def test_suite_file_errors(tmp_path):
   bad = {"sweep a --p=23\nsweep a --p=29\n": "defined twice",
          "figure width_scan b\nsweep a --p=23\n": "unknown sweep",
