@@ -202,29 +202,44 @@ def fig_frac_thresholds(wd: Workdir, thresh: float = 1e-6) -> Figure:
   fracs = wd.values("frac_train")
   if len(fracs) < 2:
     raise Skip(f"needs at least 2 data fractions (workdir has {fracs})")
-  main_wd = wd.run_info(wd.main_group()[0])["weight_decay"]
+  return frac_thresholds([wd], thresh)
+
+
+def frac_thresholds(wds: list[Workdir], thresh: float = 1e-6) -> Figure:
+  """Fig 21 from one or more workdirs of one (p, λ) — e.g. a suite's two fraction sweeps, each
+  padded to its own largest training set: each workdir's main weight decay, fractions pooled."""
+  wds = [w for w in wds if w.metrics is not None]
+  if not wds:
+    raise Skip("no workdir has metrics yet")
+  mains = {(w.p, w.run_info(w.main_group()[0])["weight_decay"]) for w in wds}
+  if len(mains) > 1:
+    raise Skip(f"the workdirs differ in (p, main weight decay): {sorted(mains)}")
+  (p, main_wd), = mains
+  if len({f for w in wds for f in w.values("frac_train")}) < 2:
+    raise Skip("needs at least 2 data fractions across the workdirs")
   fig, ax = _fig(1, 1, w=6.0, h=4.0)
   a = ax[0, 0]
   for col, mk, color in (("train_loss", "o", "C0"), ("test_loss", "s", "C3")):
     xs, ys, nx, ny, means = [], [], [], [], []
-    for (wdv, frac), runs in wd.groups().items():
-      if wdv != main_wd:
-        continue
-      got = []
-      for run in runs:
-        e = wd.first_below(run, col, thresh)
-        if e is None:
-          nx.append(frac); ny.append(wd.last_epoch(run))
-        else:
-          xs.append(frac); ys.append(e); got.append(e)
-      means.append((frac, np.mean(got) if got else np.nan))
+    for wd in wds:
+      for (wdv, frac), runs in wd.groups().items():
+        if wdv != main_wd:
+          continue
+        got = []
+        for run in runs:
+          e = wd.first_below(run, col, thresh)
+          if e is None:
+            nx.append(frac); ny.append(wd.last_epoch(run))
+          else:
+            xs.append(frac); ys.append(e); got.append(e)
+        means.append((frac, np.mean(got) if got else np.nan))
     a.scatter(xs, ys, marker=mk, color=color, s=18, alpha=0.6)
     if nx:
       a.scatter(nx, ny, marker="^", facecolor="none", edgecolor=color, s=40,
                 label=f"{col.split('_')[0]}: not reached (run end)")
-    mx, my = zip(*means)
+    mx, my = zip(*sorted(means))
     a.plot(mx, my, marker=mk, color=color, label=f"{col.split('_')[0]} loss < {thresh:g} (mean)")
-  if wd.p == 113 and math.isclose(main_wd, 1.0):
+  if p == 113 and math.isclose(main_wd, 1.0):
     ref = paper.frac_sweep()
     fs = sorted(ref)
     tr = [paper.first_below(np.arange(len(ref[f][0])), ref[f][0], thresh) for f in fs]
@@ -235,7 +250,7 @@ def fig_frac_thresholds(wd: Workdir, thresh: float = 1e-6) -> Figure:
   a.set(xlabel="fraction of pairs used for training", ylabel="epochs", yscale="log")
   _plain_log_ticks(a.yaxis)
   a.legend(fontsize=7)
-  a.set_title(f"Fig 21: epochs to loss < {thresh:g} (p={wd.p}, λ={main_wd:g})", fontsize=10)
+  a.set_title(f"Fig 21: epochs to loss < {thresh:g} (p={p}, λ={main_wd:g})", fontsize=10)
   return fig
 
 

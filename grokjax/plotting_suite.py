@@ -5,7 +5,9 @@
     the authors' scan (`no_wd_width_scan`, SPEC §5.1) overlaid;
   * `loss_precision`: the float32 / float64 / float32_stable study (`plotting_precision.py`);
   * `regularisers`: Fig 28, dropout and L1 runs, a panel per setting (with its weight decay,
-    if any), and a table of their grokking epochs and Gini coefficients beside the paper's claims.
+    if any), and a table of their grokking epochs and Gini coefficients beside the paper's claims;
+  * `frac_thresholds`: Fig 21 pooled over several data-fraction sweeps of one (p, λ) (a sweep
+    pads every run to its largest training set, so a CPU suite splits the fractions in two).
 
 Each takes the workdir paths and returns a Figure, or raises `plotting.Skip`.
 """
@@ -150,6 +152,8 @@ SUITE_FIGURES: dict[str, tuple[Callable[[list[str]], Figure], str]] = {
     "loss_precision": (plotting_precision.fig_loss_precision_multi,
                        "App. D.2: float32 vs float64 vs float32_stable loss from one init"),
     "regularisers": (fig_regularisers, "Fig 28: dropout and L1 instead of weight decay"),
+    "frac_thresholds": (lambda paths: plotting.frac_thresholds([Workdir(p) for p in paths]),
+                        "Fig 21 across sweeps: epochs to loss < 1e-6 per data fraction"),
 }
 
 # Tables drawn under a suite figure of the same kind: kind -> (workdir paths -> markdown).

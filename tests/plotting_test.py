@@ -48,6 +48,21 @@ def test_metrics_only_workdir_skips_analysis_figures(metrics_only):
   assert "weight_decay" in skipped["fig27_wd_sweep"]
 
 
+def test_fig21_pools_the_fractions_of_several_sweeps(metrics_only, tmp_path):
+  # a second sweep at the same (p, λ) with another fraction, as a CPU suite's frac_low/frac_high
+  other = figdata.Workdir(synthetic_workdir.make(str(tmp_path / "b"), wds=(1.0,), fracs=(0.45,),
+                                                 analysis=False))
+  fig = plotting.frac_thresholds([metrics_only, other])
+  means = {l.get_label(): list(l.get_xdata()) for l in fig.axes[0].get_lines()}
+  assert means["train loss < 1e-06 (mean)"] == [0.3, 0.45, 0.6]
+  with pytest.raises(plotting.Skip, match="2 data fractions"):
+    plotting.fig_frac_thresholds(other)
+  elsewhere = figdata.Workdir(synthetic_workdir.make(str(tmp_path / "c"), p=13, wds=(1.0,),
+                                                     fracs=(0.45,), analysis=False))
+  with pytest.raises(plotting.Skip, match="differ in"):
+    plotting.frac_thresholds([metrics_only, elsewhere])
+
+
 def test_fourier_labels_put_cos_before_sin():
   assert plotting.fourier_labels(7) == ["const", "cos 1", "sin 1", "cos 2", "sin 2", "cos 3",
                                         "sin 3"]
