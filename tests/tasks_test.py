@@ -116,7 +116,7 @@ class ConfigTest(absltest.TestCase):
 
   def test_memory_estimate_refuses_before_allocating(self):
     with self.assertRaisesRegex(ConfigError, r"GiB"):
-      sweep.Sweep(config.make_config(p=5000, d_model=32, num_heads=4))
+      sweep.Sweep(config.make_config(p=5001, d_model=32, num_heads=4))
 
 
 class GoldenTest(absltest.TestCase):
