@@ -336,7 +336,10 @@ def _times_text(steps: list[Step], times: dict[str, dict[str, float]]) -> list[s
   return [line + ".", ""]
 
 
-def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[str]:
+def _suite_figures(suite: Suite, root: str, states: dict[str, str],
+                   log: Callable[[str], None]) -> list[str]:
+  """Each `figure` line drawn from the workdirs there are; a member sweep that is not finished
+  is named with its state, so a partial figure says what it lacks."""
   from grokjax import plotting
   from grokjax.plotting_suite import SUITE_FIGURES, SUITE_TABLES
   out = []
@@ -352,7 +355,9 @@ def _suite_figures(suite: Suite, root: str, log: Callable[[str], None]) -> list[
       continue
     fig.savefig(os.path.join(root, rel), dpi=110)
     log(f"wrote {os.path.join(root, rel)}")
-    out += [f"### {caption}", "", f"Sweeps: {', '.join(members)}.", "", f"![{name}]({rel})", ""]
+    listed = [m if states.get(m) == "finished" else f"{m} ({states.get(m, 'not in the suite')})"
+              for m in members]
+    out += [f"### {caption}", "", f"Sweeps: {', '.join(listed)}.", "", f"![{name}]({rel})", ""]
     if kind in SUITE_TABLES:
       out += [SUITE_TABLES[kind]([os.path.join(root, m) for m in members]), ""]
   return out
@@ -366,12 +371,13 @@ def write_report(suite: Suite, root: str, steps: list[Step],
   parts = [f"# grokjax suite `{os.path.basename(suite.path)}`", "",
            f"Root `{os.path.abspath(root)}`; generated {time.strftime('%Y-%m-%d %H:%M')}.", ""]
   parts += _times_text(steps, times)
-  parts += ["## Figures across sweeps", ""] + (_suite_figures(suite, root, log)
+  states = {s.sweep.name: state(s.workdir, s.epochs) for s in steps}
+  parts += ["## Figures across sweeps", ""] + (_suite_figures(suite, root, states, log)
                                                or ["_None in this suite._", ""])
   parts += ["## Sweeps", ""]
   for step in steps:
     name, wd = step.sweep.name, step.workdir
-    st = state(wd, step.epochs)
+    st = states[name]
     parts += [f"### {name}", ""] + ([f"> {step.sweep.note}", ""] if step.sweep.note else [])
     took = (f"; {hours(times[name]['seconds'])} of wall time in "
             f"{times[name]['invocations']} invocation(s)" if name in times else "")

@@ -5,7 +5,8 @@ each run's swept values become per-run arrays (`train.Hyper`), its data the task
 arrays. The run axis is sharded over all devices — with several processes (`distributed.py`),
 the global mesh of every process's devices: each process builds the same grid and holds the
 lanes of its own devices — padded to a multiple of the device count by repeating the last run
-(padded lanes are never written out). `runner.py` drives the compiled programs over a workdir.
+(padded lanes are never written out); on one process a sweep of fewer runs than devices uses
+one device per run. `runner.py` drives the compiled programs over a workdir.
 """
 from __future__ import annotations
 
@@ -123,7 +124,12 @@ class Sweep:
   def _build(self, cfg: Config, devices: list[Any] | None) -> None:
     self.cfg = cfg
     self.prog = prog = train.program(cfg)
-    devices = devices or jax.devices()
+    devices = list(devices or jax.devices())
+    if jax.process_count() == 1 and cfg.sweep.num_runs < len(devices):
+      # No device without a run of its own: a padding lane repeats a run for nothing, and CPU
+      # devices share the host's cores, so it costs wall time (1 run on 2 CPU devices: 0.55x
+      # the epochs/s of 1; benchmarks/multiprocess_throughput.py --runs 1).
+      devices = devices[:cfg.sweep.num_runs]
     self.num_lanes = -(-cfg.sweep.num_runs // len(devices)) * len(devices)
     local = [d for d in devices if d.process_index == jax.process_index()] or devices
     need, have = estimate_bytes(cfg, self.num_lanes), _memory_bytes(local[0])

@@ -67,7 +67,8 @@ def test_plan_printed_and_report_links_every_figure(done):
   assert os.path.exists(os.path.join(done["root"], "figures",
                                      "loss_precision_two_layer_attn_only.png"))
   # Fig 28's panels (one per regulariser setting) and its table, a row per run
-  assert "![regularisers_two_layer_attn_only](figures/regularisers_two_layer_attn_only.png)" in md
+  assert ("Sweeps: two_layer, attn_only.\n\n"
+          "![regularisers_two_layer_attn_only](figures/regularisers_two_layer_attn_only.png)") in md
   assert md.count("| λ 1 | 0 |") == 2
   # the precision table under it: a row per dtype and the authors' float32 run
   assert "| train loss vs float64 |" in md and "| float32 | " in md and "| authors, float32" in md
@@ -104,6 +105,19 @@ def test_rerun_skips_finished_sweeps(done):
   # asking for more epochs makes the same workdir a resume, not a restart
   assert suite.state(os.path.join(done["root"], "two_layer"), 400) == "resume from epoch 200"
   assert suite.state(os.path.join(done["root"], "absent"), 200) == "new"
+
+
+def test_partial_suite_figure_names_its_missing_sweeps(done, tmp_path):
+  # a figure over a finished sweep and one never run is drawn from what there is, and says so
+  os.symlink(os.path.join(done["root"], "two_layer"), tmp_path / "two_layer")
+  path = tmp_path / "partial.suite"
+  path.write_text(f"sweep two_layer {TINY} --num_layers=2\nsweep absent {TINY}\n"
+                  "figure regularisers two_layer absent\n")
+  s = suite.parse(str(path))
+  steps = [suite.Step(sw, str(tmp_path / sw.name), 1, 200, 1.0, "new") for sw in s.sweeps]
+  md = open(suite.write_report(s, str(tmp_path), steps, log=lambda _: None)).read()
+  assert "Sweeps: two_layer, absent (new).\n\n![regularisers_two_layer_absent]" in md
+  assert "### absent\n" in md
 
 
 def test_only_runs_the_named_sweeps_in_suite_order(tmp_path):

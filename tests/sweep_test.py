@@ -132,7 +132,11 @@ class SweepTest(absltest.TestCase):
     one = run_cli(args + [f"--workdir={tmp}/one"])
     out = one.communicate()[0]
     self.assertEqual(one.returncode, 0, out)
+    # fewer runs than devices: one lane per run, no padding (it would cost CPU time)
     code = ("import jax, sys; assert jax.device_count() == 8, jax.devices(); "
+            "from grokjax import config, sweep as s; "
+            "lanes = [s.Sweep(config.make_config(p=23, d_model=16, seed=tuple(range(n))))"
+            ".num_lanes for n in (1, 6, 9)]; assert lanes == [1, 6, 16], lanes; "
             "sys.argv[0] = 'sweep'; from experiments import sweep; sweep.run(sweep.main)")
     eight = subprocess.run(
         [sys.executable, "-c", code, *args, f"--workdir={tmp}/eight"], cwd=ROOT,
