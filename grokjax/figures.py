@@ -26,7 +26,8 @@ MODULAR = (
     plotting.FigureSpec("fig06_freq_ablation", plotting_fourier.fig_freq_ablation,
                "Fig 6: loss after ablating each frequency from the logits"),
     plotting.FigureSpec("fig07_progress_measures", plotting_progress.fig_progress_measures,
-               "Fig 7: excluded/restricted loss, Gini, sum of squared weights; phases shaded"),
+               "Fig 7: excluded/restricted loss, Gini, sum of squared weights; phases shaded "
+               "(Fig 23 for a 2-layer model)"),
     plotting.FigureSpec("fig08_interference", plotting_fourier.fig_interference,
                "Fig 8: constructive interference of the key frequencies"),
     plotting.FigureSpec("fig09_attention_heads", plotting_fourier.fig_attention_heads,

@@ -2,8 +2,9 @@
 links every figure of every workdir plus figures across workdirs (`plotting_suite`).
 
 Suite file (`experiments/suites/*.suite`), one entry per line, `#` starts a comment line (the
-comment block right above a sweep, up to a blank line, is its note in the suite report: say
-there which figures and tables of the paper it reproduces):
+comment block right above a sweep, up to a blank line, is its note in the suite report; its
+leading clause names the paper's figures and tables it reproduces, `# Figs 22-23, Table 5: ...`,
+which the report's index of the paper reads, `suite_index`):
 
   sweep NAME ARG...          a sweep: `experiments.reproduce` arguments (a --flagfile and/or
                              flags; flags after the flagfile override it), trained in ROOT/NAME
@@ -44,7 +45,7 @@ import sys
 import time
 from typing import Any, Callable
 
-from grokjax import results
+from grokjax import results, suite_index
 
 REPORT = "suite_report.md"
 FIG_DIR = "figures"
@@ -337,12 +338,13 @@ def _times_text(steps: list[Step], times: dict[str, dict[str, float]]) -> list[s
 
 
 def _suite_figures(suite: Suite, root: str, states: dict[str, str],
-                   log: Callable[[str], None]) -> list[str]:
+                   log: Callable[[str], None]) -> tuple[list[str], list[tuple[str, str]]]:
   """Each `figure` line drawn from the workdirs there are; a member sweep that is not finished
-  is named with its state, so a partial figure says what it lacks."""
+  is named with its state, so a partial figure says what it lacks. Returns the report's lines
+  and the (caption, relative path) of each figure drawn."""
   from grokjax import plotting
   from grokjax.plotting_suite import SUITE_FIGURES, SUITE_TABLES
-  out = []
+  out, drawn = [], []
   os.makedirs(os.path.join(root, FIG_DIR), exist_ok=True)
   for kind, members in suite.figures:
     func, caption = SUITE_FIGURES[kind]
@@ -355,25 +357,27 @@ def _suite_figures(suite: Suite, root: str, states: dict[str, str],
       continue
     fig.savefig(os.path.join(root, rel), dpi=110)
     log(f"wrote {os.path.join(root, rel)}")
+    drawn.append((caption, rel))
     listed = [m if states.get(m) == "finished" else f"{m} ({states.get(m, 'not in the suite')})"
               for m in members]
     out += [f"### {caption}", "", f"Sweeps: {', '.join(listed)}.", "", f"![{name}]({rel})", ""]
     if kind in SUITE_TABLES:
       out += [SUITE_TABLES[kind]([os.path.join(root, m) for m in members]), ""]
-  return out
+  return out, drawn
 
 
 def write_report(suite: Suite, root: str, steps: list[Step],
                  log: Callable[[str], None] = print) -> str:
-  """ROOT/suite_report.md: per sweep its state, wall time, command, report and every figure
-  it drew."""
+  """ROOT/suite_report.md: the paper's items and where each is drawn (`suite_index`), the
+  figures across sweeps, then per sweep its state, wall time, command, report and figures."""
   times = load_times(root)
   parts = [f"# grokjax suite `{os.path.basename(suite.path)}`", "",
            f"Root `{os.path.abspath(root)}`; generated {time.strftime('%Y-%m-%d %H:%M')}.", ""]
   parts += _times_text(steps, times)
   states = {s.sweep.name: state(s.workdir, s.epochs) for s in steps}
-  parts += ["## Figures across sweeps", ""] + (_suite_figures(suite, root, states, log)
-                                               or ["_None in this suite._", ""])
+  across, drawn = _suite_figures(suite, root, states, log)
+  parts += suite_index.index(root, [(s.sweep.name, s.sweep.note) for s in steps], drawn)
+  parts += ["## Figures across sweeps", ""] + (across or ["_None in this suite._", ""])
   parts += ["## Sweeps", ""]
   for step in steps:
     name, wd = step.sweep.name, step.workdir

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from grokjax import (checkpoint, data, evidence, measures, model, report, results, suite,
-                     suite_timing)
+                     suite_index, suite_timing)
 from grokjax.config import ModelConfig
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -89,6 +89,57 @@ def test_plan_printed_and_report_links_every_figure(done):
   assert manifest["fig09_attention_heads"]["skipped"] == "not drawn (--figures)"
   assert "W_L" in manifest["fig03_fourier_norms"]["skipped"]
   assert [n for n, e in manifest.items() if "file" in e] == ["fig02_train_test", "loss_precision"]
+
+
+def test_report_indexes_the_papers_items(done):
+  md = open(os.path.join(done["root"], suite.REPORT)).read()
+  index = md[md.index("## The paper, item by item"):md.index("## Figures across sweeps")]
+  # a claimed figure links the claiming sweep's figure whose caption names it
+  assert ("| Fig 22 | two_layer | [two_layer/fig02_train_test]"
+          "(two_layer/figures/fig02_train_test.png) |") in index
+  assert ("| Fig 23 | two_layer | [two_layer/fig07_progress_measures]"
+          "(two_layer/figures/fig07_progress_measures.png) |") in index
+  # figures across sweeps name their own items; nobody claims Fig 2 here (attn_only has no note)
+  assert ("| Fig 28 | (across sweeps) | [regularisers_two_layer_attn_only]"
+          "(figures/regularisers_two_layer_attn_only.png) |") in index
+  assert "| App. D.2 | (across sweeps) | [loss_precision_two_layer_attn_only]" in index
+  assert "| Fig 2 |" not in index and "| Table 5 |" not in index
+  absent = index[index.index("Not in this suite: "):]
+  assert absent.startswith("Not in this suite: Fig 1 (a diagram") and "Fig 34, Table 1" in absent
+  assert "Fig 22" not in absent and "Fig 28" not in absent
+
+
+def test_paper_refs_parse_ranges_lists_and_appendices(tmp_path):
+  assert suite_index.refs("Figs 2-4, Tables 5–6 and App. D.2; SPEC §8") == [
+      "Fig 2", "Fig 3", "Fig 4", "Table 5", "Table 6", "App. D.2"]
+  assert suite_index.refs("Fig 27: sweep (Figs 24–25 at P = 53 / 109)") == [
+      "Fig 27", "Fig 24", "Fig 25"]
+  assert suite_index.refs("Figs 24, 27 and 28") == ["Fig 24", "Fig 27", "Fig 28"]
+  # only a note's leading clause claims; later text may cite anything
+  assert suite_index.claims("Fig 28, Tables 5-6, the other reading: unlike Fig 2") == [
+      "Fig 28", "Table 5", "Table 6"]
+  assert suite_index.claims("The L1 coefficient (SPEC §8) is chosen: see Fig 28") == []
+  assert suite_index.claims("no colon, Fig 3") == []
+  # a claimed table links its section of the sweep's report; a sweep with nothing that names
+  # an item links its report; one not run yet says so
+  (tmp_path / "a").mkdir()
+  (tmp_path / "a" / "report.md").write_text("# r\n\n### Table 3 (other runs)\n\n### Table 4\n")
+  lines = "\n".join(suite_index.index(str(tmp_path), [("a", "Tables 3-4, Fig 9: x"),
+                                                      ("b", "Fig 9: y")], []))
+  assert "| Table 3 | a | [a: Table 3](a/report.md#table-3-other-runs) |" in lines
+  assert "| Table 4 | a | [a: Table 4](a/report.md#table-4) |" in lines
+  assert "| Fig 9 | a, b | [a/report.md](a/report.md); b: not run yet |" in lines
+
+
+@pytest.mark.parametrize("name", ["paper_cpu", "paper_full"])
+def test_shipped_suites_claim_every_figure_and_table_of_the_paper(name, tmp_path):
+  s = suite.parse(os.path.join(ROOT, "experiments", "suites", f"{name}.suite"))
+  lines = suite_index.index(str(tmp_path), [(w.name, w.note) for w in s.sweeps], [])
+  absent = [line for line in lines if line.startswith("Not in this suite:")]
+  assert absent == ["Not in this suite: Fig 1 (a diagram of the algorithm, nothing to train)."]
+  rows = [line for line in lines if line.startswith("| Fig") or line.startswith("| Table")]
+  assert len(rows) == suite_index.PAPER_FIGURES - 1 + suite_index.PAPER_TABLES
+  assert any(r.startswith("| Fig 24 | p53, p109 |") for r in rows)
 
 
 def test_rerun_skips_finished_sweeps(done):
