@@ -68,8 +68,10 @@ def fig_progress_measures(wd: Workdir, run: int | None = None) -> Figure:
   a.set(xlabel="epoch", ylabel="sum of squared weights", title="total sum of squared weights")
   a.title.set_fontsize(10)
   a.legend(fontsize=7)
-  fig.suptitle(f"Fig 7: progress measures, run {run} ({wd.label(run)}); phases {_phase_str(phases)}",
-               fontsize=11)
+  layers = wd.config.get("model", {}).get("num_layers", 1)
+  name = "Fig 7" if layers == 1 else f"Fig 23: {layers}-layer transformer"
+  fig.suptitle(f"{name}: progress measures, run {run} ({wd.label(run)}); "
+               f"phases {_phase_str(phases)}", fontsize=11)
   return fig
 
 

@@ -332,6 +332,11 @@ def test_two_layer_analysis_reads_the_final_block(done):
   assert list(curve["epoch"]) == [0, 100, 200]
   # Table 5 sets the paper's 2-layer rows beside it
   assert "2-layer (×5)" in report.table5_markdown(report.Workdir(wd))
+  # Figs 2 and 7 of a 2-layer model are titled as the paper's Figs 22 and 23
+  from grokjax import plotting, plotting_progress
+  titles = [f(report.Workdir(wd))._suptitle.get_text()
+            for f in (plotting.fig_train_test, plotting_progress.fig_progress_measures)]
+  assert titles[0].startswith("Fig 22: 2-layer") and titles[1].startswith("Fig 23: 2-layer")
 
 
 def test_table6_matches_a_direct_computation(done):
