@@ -10,7 +10,9 @@ W_U (d_model, d_vocab_out). No LayerNorm; biases only in the MLP.
 forward that training, evaluation and the analysis call: the logits at a task's loss positions.
 For a one-layer model whose loss reads only the last position (the modular tasks, the skip
 trigram with an MLP) it computes that position from per-(position, token) tables — exact
-algebra, tested equal to the plain model — and otherwise slices the plain model's logits.
+algebra, tested equal to the plain model. Deeper models and sequence tasks (without dropout)
+run the earlier blocks at all positions and the last block at the loss positions only; the rest
+slices the plain model's logits.
 
 `grid_forward` is the analysis' special case of the same model: the last position of all p²
 modular inputs at once (per-token tables broadcast over the (a, b) grid), with the neurons and
