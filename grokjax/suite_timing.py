@@ -14,7 +14,7 @@
             kind, device count, os.cpu_count()): a rerun of the plan is instant, another
             machine re-measures. Delete the file to re-measure here.
   model     not measured (`--nomeasure`, a finished sweep without checkpoint times, a sweep too
-            large to build here): `grokjax.suite.estimate_s`, the FLOP-count model (instant;
+            large to build here): `grokjax.suite_cost.estimate_s`, the FLOP-count model (instant;
             ≈ 3.5x low for the 2-layer attention-only induction model).
 
 Per sweep: total = epochs × s/epoch + overhead + analysis, and what is left to run
@@ -35,7 +35,7 @@ import time
 from typing import Any, Callable
 
 from grokjax import results
-from grokjax import suite as model
+from grokjax import suite_cost as model
 
 CACHE = "plan_timings.json"
 TIMED_S = 2.0            # seconds of timed training per measured sweep, after its compile

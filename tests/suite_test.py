@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from grokjax import (checkpoint, data, evidence, measures, model, report, results, suite,
-                     suite_index, suite_timing)
+                     suite_cost, suite_index, suite_timing)
 from grokjax.config import ModelConfig
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -229,11 +229,11 @@ def test_suite_file_errors(tmp_path):
 
 def test_estimate_scales_with_the_work():
   from grokjax.config import make_config
-  main = suite.estimate_s(make_config())
-  assert 0.9 * 40_000 * 0.031 < main - suite.SWEEP_OVERHEAD_S < 2.0 * 40_000 * 0.031
-  assert suite.estimate_s(make_config(p=401)) > 5 * main
-  assert suite.estimate_s(make_config(num_layers=2)) > 3 * main
-  assert suite.estimate_s(make_config(seed=(0, 1, 2, 3))) > 3 * main
+  main = suite_cost.estimate_s(make_config())
+  assert 0.9 * 40_000 * 0.031 < main - suite_cost.SWEEP_OVERHEAD_S < 2.0 * 40_000 * 0.031
+  assert suite_cost.estimate_s(make_config(p=401)) > 5 * main
+  assert suite_cost.estimate_s(make_config(num_layers=2)) > 3 * main
+  assert suite_cost.estimate_s(make_config(seed=(0, 1, 2, 3))) > 3 * main
 
 
 def _one_sweep(tmp_path, **kw):
@@ -269,7 +269,7 @@ def test_measured_estimate_scales_with_epochs_and_is_cached(tmp_path):
   assert len(calls) == 1 and e2.cached and e2.s_per_epoch == entry["s_per_epoch"]
   assert e2.total_s == pytest.approx(step.estimate_s)
   assert e4.total_s - e2.total_s == pytest.approx(
-      200 * entry["s_per_epoch"] + suite.analysis_s(longer) - suite.analysis_s(cfg))
+      200 * entry["s_per_epoch"] + suite_cost.analysis_s(longer) - suite_cost.analysis_s(cfg))
 
 
 def test_timings_cache_is_keyed_by_config_and_machine(tmp_path, monkeypatch):
@@ -281,7 +281,7 @@ def test_timings_cache_is_keyed_by_config_and_machine(tmp_path, monkeypatch):
       root, log=lambda _: None, measure_fn=fake, **kw))[0]
   step = plan(cfg)
   assert step.estimate_s == pytest.approx(200 * 0.01 + 5.0 + suite_timing.REST_OVERHEAD_S
-                                          + suite.analysis_s(cfg))
+                                          + suite_cost.analysis_s(cfg))
   assert plan(cfg).source == "measured" and len(calls) == 1
   wider = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=32))
   assert plan(wider, measure=False).source == "model"          # --nomeasure: nothing timed
@@ -312,7 +312,7 @@ def test_started_sweep_estimated_from_its_own_checkpoint_times(tmp_path):
   step, = suite.plan(s, str(tmp_path / "runs"), lambda _: cfg,
                      suite_timing.Estimator(str(tmp_path / "runs"), measure_fn=never))
   assert (step.source, step.state) == ("own rate", "resume from epoch 500")
-  rest = suite.SWEEP_OVERHEAD_S + suite.analysis_s(cfg)
+  rest = suite_cost.SWEEP_OVERHEAD_S + suite_cost.analysis_s(cfg)
   assert step.left_s == pytest.approx(500 * 0.1 + rest)
   assert step.estimate_s == pytest.approx(1000 * 0.1 + rest)
   assert "own rate: the sweep's pace so far" in suite.plan_text(s, [step])
